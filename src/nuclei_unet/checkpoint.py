@@ -1,0 +1,37 @@
+"""Saving and loading the trained model: weights plus the architecture that built them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .errors import DataError
+from .io import atomic_path
+from .model import UNet
+
+
+def save_model(model: UNet, path: str | Path, extra: dict | None = None) -> None:
+    """Write ``{"widths", "dropouts", "state_dict", **extra}`` atomically with torch.save."""
+    payload = {
+        "widths": list(model.widths),
+        "dropouts": list(model.dropouts),
+        "state_dict": {k: v.detach().clone() for k, v in model.state_dict().items()},
+    }
+    payload.update(extra or {})
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def load_model(path: str | Path) -> UNet:
+    """Rebuild the U-Net saved by :func:`save_model` (loaded with ``weights_only=True``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: model file not found")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a bad file; all mean "unreadable"
+        raise DataError(f"{path}: cannot load model ({exc.__class__.__name__})") from exc
+    model = UNet(payload["widths"], payload["dropouts"])
+    model.load_state_dict(payload["state_dict"])
+    return model.eval()

@@ -1,0 +1,125 @@
+"""File helpers: atomic writes, image/mask reading with clear errors, JSON."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from .errors import DataError
+
+
+@contextlib.contextmanager
+def atomic_path(dest: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``dest``; on success move it onto ``dest``.
+
+    Works for files and folders. On an exception the temporary is removed and ``dest`` is left
+    as it was, so an interrupted stage never leaves a half-written output.
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
+    target = tmp / dest.name
+    try:
+        yield target
+        if dest.is_dir() and not dest.is_symlink():
+            shutil.rmtree(dest)
+        os.replace(target, dest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    """Write ``obj`` as indented JSON, atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+
+
+def read_json(path: str | Path) -> Any:
+    """Read a JSON file; a missing or malformed file is a DataError naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from exc
+
+
+def _open_array(path: Path) -> np.ndarray:
+    """Decode an image file fully into an array; corrupt or truncated files are DataErrors."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return np.asarray(im)
+    except FileNotFoundError as exc:
+        raise DataError(f"{path}: file not found") from exc
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise DataError(f"{path}: cannot decode image ({exc})") from exc
+
+
+def to_uint8(arr: np.ndarray) -> np.ndarray:
+    """Scale pixel values to uint8.
+
+    bool becomes 0/255; integers deeper than 8 bits are scaled by their bit depth, taken as the
+    smallest of 8..16 bits that holds the maximum (so 12-bit data in a 16-bit file is not dark);
+    floats are read as [0, 1] when their maximum is at most 1, else as [0, 255].
+    """
+    if arr.dtype == np.uint8:
+        return arr
+    if arr.dtype == bool:
+        return arr.astype(np.uint8) * 255
+    if arr.dtype.kind in "ui":
+        top = int(arr.max(initial=0))
+        bits = min(max(8, top.bit_length()), 16)
+        scale = 255.0 / (2**bits - 1)
+    elif arr.dtype.kind == "f":
+        scale = 255.0 if float(arr.max(initial=0.0)) <= 1.0 else 1.0
+    else:
+        raise DataError(f"unsupported pixel type {arr.dtype}")
+    return np.clip(np.rint(arr.astype(np.float64) * scale), 0, 255).astype(np.uint8)
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Read an image as ``(H, W, 3) uint8`` RGB: alpha dropped, gray expanded, 16-bit scaled."""
+    path = Path(path)
+    arr = _open_array(path)
+    if arr.ndim == 2:
+        arr = np.repeat(arr[:, :, None], 3, axis=2)
+    elif arr.ndim == 3 and arr.shape[2] in (1, 2):
+        # gray (+ alpha): keep the gray channel
+        arr = np.repeat(arr[:, :, :1], 3, axis=2)
+    elif arr.ndim == 3 and arr.shape[2] >= 3:
+        arr = arr[:, :, :3]
+    else:
+        raise DataError(f"{path}: unexpected image shape {arr.shape}")
+    try:
+        return np.ascontiguousarray(to_uint8(arr))
+    except DataError as exc:
+        raise DataError(f"{path}: {exc}") from exc
+
+
+def read_mask(path: str | Path) -> np.ndarray:
+    """Read a single-nucleus mask as ``(H, W) bool`` (any non-zero pixel is the nucleus)."""
+    path = Path(path)
+    arr = _open_array(path)
+    if arr.ndim == 3:
+        arr = arr[:, :, :3].max(axis=2)
+    if arr.ndim != 2:
+        raise DataError(f"{path}: unexpected mask shape {arr.shape}")
+    return arr > 0
+
+
+def write_png(path: str | Path, arr: np.ndarray, compress_level: int = 1) -> None:
+    """Write ``(H, W)`` uint8/uint16 or ``(H, W, 3|4)`` uint8 as PNG, atomically."""
+    im = Image.fromarray(arr)
+    with atomic_path(path) as tmp:
+        im.save(tmp, format="PNG", compress_level=compress_level)

@@ -1,0 +1,138 @@
+"""The seed notebook's U-Net, in named parts (double conv, down, up, out).
+
+With the default widths ``(16, 32, 64, 128, 256)`` and dropouts ``(0.1, 0.1, 0.2, 0.2, 0.3)`` it
+has exactly 1,941,105 parameters, like the Keras model: 3x3 'same' convolutions with ReLU and a
+dropout between the two convolutions of each block, 2x2 max pooling, 2x2 stride-2 transposed
+convolutions, skip concatenation and a 1x1 output convolution. ``forward`` returns logits;
+sigmoid and threshold belong to prediction and metrics.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+# Keras' he_normal draws from a normal truncated at 2 std, rescaled so the std is sqrt(2/fan_in)
+_TRUNC_STD_CORRECTION = 0.87962566103423978
+
+
+def _he_normal_(weight: torch.Tensor) -> None:
+    fan_in = weight.shape[1] * weight.shape[2] * weight.shape[3]
+    std = math.sqrt(2.0 / fan_in) / _TRUNC_STD_CORRECTION
+    nn.init.trunc_normal_(weight, std=std, a=-2 * std, b=2 * std)
+
+
+class DoubleConv(nn.Module):
+    """(3x3 conv 'same' -> ReLU) -> dropout -> (3x3 conv 'same' -> ReLU)."""
+
+    def __init__(self, in_ch: int, out_ch: int, dropout: float) -> None:
+        super().__init__()
+        self.block = nn.Sequential(
+            nn.Conv2d(in_ch, out_ch, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
+            nn.Conv2d(out_ch, out_ch, 3, padding=1),
+            nn.ReLU(inplace=True),
+        )
+        for module in self.block:
+            if isinstance(module, nn.Conv2d):
+                _he_normal_(module.weight)  # the seed's kernel_initializer='he_normal'
+                nn.init.zeros_(module.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(N, in_ch, H, W)`` -> ``(N, out_ch, H, W)``."""
+        return self.block(x)
+
+
+class Down(nn.Module):
+    """2x2 max pooling, then a double conv."""
+
+    def __init__(self, in_ch: int, out_ch: int, dropout: float) -> None:
+        super().__init__()
+        self.pool = nn.MaxPool2d(2)
+        self.conv = DoubleConv(in_ch, out_ch, dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(N, in_ch, H, W)`` -> ``(N, out_ch, H/2, W/2)``."""
+        return self.conv(self.pool(x))
+
+
+class Up(nn.Module):
+    """2x2 stride-2 transposed conv, concatenation with the skip, then a double conv."""
+
+    def __init__(self, in_ch: int, out_ch: int, dropout: float) -> None:
+        super().__init__()
+        self.up = nn.ConvTranspose2d(in_ch, out_ch, kernel_size=2, stride=2)
+        nn.init.xavier_uniform_(self.up.weight)  # Keras' default glorot_uniform
+        nn.init.zeros_(self.up.bias)
+        self.conv = DoubleConv(2 * out_ch, out_ch, dropout)
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        """``(N, in_ch, H, W)`` and skip ``(N, out_ch, 2H, 2W)`` -> ``(N, out_ch, 2H, 2W)``."""
+        return self.conv(torch.cat([self.up(x), skip], dim=1))
+
+
+class OutConv(nn.Module):
+    """1x1 convolution to one logit channel."""
+
+    def __init__(self, in_ch: int, out_ch: int = 1) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_ch, out_ch, kernel_size=1)
+        nn.init.xavier_uniform_(self.conv.weight)
+        nn.init.zeros_(self.conv.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(N, in_ch, H, W)`` -> ``(N, out_ch, H, W)`` logits."""
+        return self.conv(x)
+
+
+class UNet(nn.Module):
+    """U-Net over ``len(widths)`` levels; input sides must be multiples of ``2**(levels-1)``."""
+
+    def __init__(
+        self,
+        widths: Sequence[int] = (16, 32, 64, 128, 256),
+        dropouts: Sequence[float] = (0.1, 0.1, 0.2, 0.2, 0.3),
+        in_channels: int = 3,
+    ) -> None:
+        super().__init__()
+        if len(widths) != len(dropouts) or len(widths) < 2:
+            raise ValueError("widths and dropouts need the same length, at least 2")
+        self.widths = tuple(int(w) for w in widths)
+        self.dropouts = tuple(float(d) for d in dropouts)
+        self.inc = DoubleConv(in_channels, widths[0], dropouts[0])
+        self.downs = nn.ModuleList(
+            Down(widths[i - 1], widths[i], dropouts[i]) for i in range(1, len(widths))
+        )
+        # the decoder mirrors the encoder, reusing each level's dropout as the seed did
+        self.ups = nn.ModuleList(
+            Up(widths[i], widths[i - 1], dropouts[i - 1]) for i in range(len(widths) - 1, 0, -1)
+        )
+        self.outc = OutConv(widths[0])
+
+    @property
+    def divisor(self) -> int:
+        """Input height and width must be multiples of this."""
+        return 2 ** (len(self.widths) - 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(N, C, H, W)`` float in [0, 1] -> ``(N, 1, H, W)`` logits."""
+        if x.shape[-1] % self.divisor or x.shape[-2] % self.divisor:
+            raise ValueError(
+                f"input {tuple(x.shape[-2:])} is not a multiple of {self.divisor} on each side"
+            )
+        skips = [self.inc(x)]
+        for down in self.downs:
+            skips.append(down(skips[-1]))
+        x = skips.pop()
+        for up in self.ups:
+            x = up(x, skips.pop())
+        return self.outc(x)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

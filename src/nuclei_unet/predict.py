@@ -1,0 +1,54 @@
+"""Batched inference: probabilities and thresholded masks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from .errors import DataError
+from .io import atomic_path
+from .runtime import autocast
+
+PREDICTIONS_FILE = "predictions.npz"
+
+
+@torch.inference_mode()
+def predict_probs(
+    model: nn.Module, images: np.ndarray, batch_size: int, dtype: torch.dtype = torch.float32
+) -> np.ndarray:
+    """``(N, H, W, 3) uint8`` -> foreground probabilities ``(N, H, W) float32``."""
+    model.eval()
+    model = model.to(memory_format=torch.channels_last)
+    out = np.empty(images.shape[:3], dtype=np.float32)
+    for start in tqdm(range(0, len(images), batch_size), desc="predict", unit="batch"):
+        chunk = torch.from_numpy(images[start : start + batch_size]).permute(0, 3, 1, 2)
+        x = chunk.float().div_(255.0).contiguous(memory_format=torch.channels_last)
+        with autocast(dtype):
+            logits = model(x)
+        out[start : start + len(chunk)] = torch.sigmoid(logits.float())[:, 0].numpy()
+    return out
+
+
+def threshold(probs: np.ndarray, value: float) -> np.ndarray:
+    """Binary masks ``probs > value`` as ``uint8`` 0/1 (the seed's ``preds > 0.5``)."""
+    return (probs > value).astype(np.uint8)
+
+
+def save_predictions(path: str | Path, ids: list[str], probs: np.ndarray, masks: np.ndarray) -> None:
+    """Write ``ids``, ``probs (N, H, W) float16`` and ``masks (N, H, W) uint8`` atomically."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(fh, ids=np.array(ids), probs=probs.astype(np.float16), masks=masks)
+
+
+def load_predictions(path: str | Path) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Read what :func:`save_predictions` wrote: ``ids``, ``probs``, ``masks``."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: predictions not found (run the predict stage)")
+    with np.load(path) as z:
+        return [str(i) for i in z["ids"]], z["probs"].astype(np.float32), z["masks"]

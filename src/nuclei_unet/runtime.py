@@ -1,0 +1,53 @@
+"""Seeding, threads and numeric precision, shared by training and prediction."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .parallel import resolve_workers
+
+log = logging.getLogger(__name__)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch for real (the seed notebook's ``np.random.seed = seed``
+    assigned to the function instead of calling it, and so seeded nothing)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def set_threads(threads: int) -> int:
+    """Use ``threads`` intra-op threads (0 = all cores); returns the number set."""
+    n = resolve_workers(threads)
+    torch.set_num_threads(n)
+    return n
+
+
+def cpu_has_bf16(cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
+    """Whether the CPU has native bf16 arithmetic (AVX512_BF16 or AMX), read from cpuinfo."""
+    path = Path(cpuinfo)
+    if not path.is_file():
+        return False
+    flags = path.read_text(encoding="utf-8", errors="replace")
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_precision(precision: str) -> torch.dtype:
+    """``fp32`` -> float32, ``bf16`` -> bfloat16, ``auto`` -> bf16 where the CPU has it."""
+    if precision == "auto":
+        precision = "bf16" if cpu_has_bf16() else "fp32"
+    return torch.bfloat16 if precision == "bf16" else torch.float32
+
+
+def autocast(dtype: torch.dtype) -> contextlib.AbstractContextManager:
+    """CPU autocast to ``dtype``, or nothing for float32."""
+    if dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast("cpu", dtype=dtype)

@@ -1,0 +1,16 @@
+"""Stage prepare: resize images, merge per-nucleus masks, keep instance labels and sizes."""
+
+from nuclei_unet.cli import run_stage, stage_parser
+from nuclei_unet.params import load_section
+from nuclei_unet.prepare import prepare_dataset
+
+
+def main(args) -> None:
+    prepare_dataset(args.raw, args.out, load_section(args.params, "prepare"))
+
+
+if __name__ == "__main__":
+    parser = stage_parser(__doc__)
+    parser.add_argument("--raw", required=True, help="DSB-layout dataset folder")
+    parser.add_argument("--out", required=True, help="folder for dataset.npz and labels/")
+    run_stage("prepare", parser, main)

@@ -1,0 +1,22 @@
+"""Stage split: the last n_test ids are test, the last val_fraction of the rest validation."""
+
+import logging
+
+from nuclei_unet.cli import run_stage, stage_parser
+from nuclei_unet.io import write_json
+from nuclei_unet.params import load_section
+from nuclei_unet.prepare import load_prepared
+from nuclei_unet.split import split_ids
+
+
+def main(args) -> None:
+    splits = split_ids(load_prepared(args.prepared).ids, load_section(args.params, "split"))
+    write_json(args.out, splits)
+    logging.info("split: %s", ", ".join(f"{len(v)} {k}" for k, v in splits.items()))
+
+
+if __name__ == "__main__":
+    parser = stage_parser(__doc__)
+    parser.add_argument("--prepared", required=True, help="prepared dataset folder")
+    parser.add_argument("--out", required=True, help="split JSON to write")
+    run_stage("split", parser, main)
