@@ -15,6 +15,5 @@ def main(args) -> None:
 
 
 if __name__ == "__main__":
-    parser = stage_parser(__doc__)
-    parser.add_argument("--out", required=True, help="folder to write the DSB-layout dataset to")
+    parser = stage_parser(__doc__, "out")
     run_stage("download", parser, main)

@@ -24,11 +24,5 @@ def main(args) -> None:
 
 
 if __name__ == "__main__":
-    parser = stage_parser(__doc__)
-    parser.add_argument("--prepared", required=True, help="prepared dataset folder")
-    parser.add_argument("--split", required=True, help="split JSON")
-    parser.add_argument("--predictions", required=True, help="predictions .npz")
-    parser.add_argument("--metrics", required=True, help="metrics JSON to write")
-    parser.add_argument("--csv", required=True, help="per-image CSV to write")
-    parser.add_argument("--plots", required=True, help="folder for the figures")
+    parser = stage_parser(__doc__, "prepared", "split", "predictions", "metrics", "csv", "plots")
     run_stage("evaluate", parser, main)

@@ -22,9 +22,5 @@ def main(args) -> None:
 
 
 if __name__ == "__main__":
-    parser = stage_parser(__doc__)
-    parser.add_argument("--model", required=True, help="trained model")
-    parser.add_argument("--prepared", required=True, help="prepared dataset folder")
-    parser.add_argument("--split", required=True, help="split JSON")
-    parser.add_argument("--out", required=True, help="predictions .npz to write")
+    parser = stage_parser(__doc__, "model", "prepared", "split", "out")
     run_stage("predict", parser, main)

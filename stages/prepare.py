@@ -10,7 +10,5 @@ def main(args) -> None:
 
 
 if __name__ == "__main__":
-    parser = stage_parser(__doc__)
-    parser.add_argument("--raw", required=True, help="DSB-layout dataset folder")
-    parser.add_argument("--out", required=True, help="folder for dataset.npz and labels/")
+    parser = stage_parser(__doc__, "raw", "out")
     run_stage("prepare", parser, main)

@@ -16,7 +16,5 @@ def main(args) -> None:
 
 
 if __name__ == "__main__":
-    parser = stage_parser(__doc__)
-    parser.add_argument("--prepared", required=True, help="prepared dataset folder")
-    parser.add_argument("--out", required=True, help="split JSON to write")
+    parser = stage_parser(__doc__, "prepared", "out")
     run_stage("split", parser, main)

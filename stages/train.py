@@ -31,9 +31,5 @@ def main(args) -> None:
 
 
 if __name__ == "__main__":
-    parser = stage_parser(__doc__)
-    parser.add_argument("--prepared", required=True, help="prepared dataset folder")
-    parser.add_argument("--split", required=True, help="split JSON")
-    parser.add_argument("--model", required=True, help="where to write the best model")
-    parser.add_argument("--live", required=True, help="dvclive folder for metrics and plots")
+    parser = stage_parser(__doc__, "prepared", "split", "model", "live")
     run_stage("train", parser, main)

@@ -24,8 +24,26 @@ def run_stage(name: str, parser: argparse.ArgumentParser, body: Callable[[argpar
         sys.exit(1)
 
 
-def stage_parser(description: str) -> argparse.ArgumentParser:
-    """An argument parser with the ``--params`` option every stage takes."""
+# the paths stages pass each other, as dvc.yaml's commands name them
+PATH_ARGS = {
+    "raw": "DSB-layout dataset folder",
+    "prepared": "prepared dataset folder (dataset.npz, labels/)",
+    "split": "split JSON",
+    "model": "model file",
+    "live": "dvclive folder for per-epoch metrics and plots",
+    "predictions": "predictions .npz",
+    "metrics": "metrics JSON to write",
+    "csv": "per-image CSV to write",
+    "plots": "folder for the figures",
+    "out": "output path",
+}
+
+
+def stage_parser(description: str, *paths: str) -> argparse.ArgumentParser:
+    """An argument parser with ``--params`` and a required ``--NAME`` for each of ``paths``
+    (names from :data:`PATH_ARGS`)."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    for name in paths:
+        parser.add_argument(f"--{name}", required=True, help=PATH_ARGS[name])
     return parser

@@ -24,7 +24,8 @@ def per_image_iou_dice(
     ``iou = (I + s) / (U + s)`` exactly as the seed; ``dice = (2I + s) / (|P| + |T| + s)``.
     The seed wrote ``2 (I + s) / (|P| + |T| + s)``, which scores 2.0 when both masks are empty;
     ours scores 1.0 there and differs from the seed's by ``s / (|P| + |T| + s)`` (below 1e-6 on
-    any DSB image). Returns two ``(N,) float64`` arrays.
+    any DSB image). Both masks empty scores 1.0 for any ``smooth``. Returns two ``(N,) float64``
+    arrays.
     """
     p, t = _as_batch(pred), _as_batch(true)
     if p.shape != t.shape:
@@ -33,8 +34,10 @@ def per_image_iou_dice(
     inter = np.logical_and(p, t).sum(axis=axes, dtype=np.float64)
     union = np.logical_or(p, t).sum(axis=axes, dtype=np.float64)
     total = p.sum(axis=axes, dtype=np.float64) + t.sum(axis=axes, dtype=np.float64)
-    iou = (inter + smooth) / (union + smooth)
-    dice = (2.0 * inter + smooth) / (total + smooth)
+    # both masks empty: 1.0 whatever the smoothing (0/0 with smooth = 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        iou = np.where(union == 0, 1.0, (inter + smooth) / (union + smooth))
+        dice = np.where(total == 0, 1.0, (2.0 * inter + smooth) / (total + smooth))
     return iou, dice
 
 

@@ -17,10 +17,11 @@ def split_ids(ids: list[str], params: SplitParams) -> dict[str, list[str]]:
             f"split.n_test: {params.n_test} leaves no training images out of {len(ids)}"
         )
     rest, test = ids[: len(ids) - params.n_test], ids[len(ids) - params.n_test :]
+    # val_fraction > 0 always leaves at least one validation image; training may be empty
     n_train = int(len(rest) * (1.0 - params.val_fraction))
-    if n_train == 0 or n_train == len(rest):
+    if n_train == 0:
         raise ParamsError(
             f"split.val_fraction: {params.val_fraction} of {len(rest)} images leaves an empty "
-            f"{'training' if n_train == 0 else 'validation'} set"
+            "training set"
         )
     return {"train": rest[:n_train], "val": rest[n_train:], "test": test}

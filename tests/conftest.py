@@ -1,0 +1,41 @@
+"""Shared fixtures: tiny DSB-layout datasets written on the fly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def write_sample(root: Path, sample_id: str, image: np.ndarray, masks: list[np.ndarray]) -> None:
+    """Write one ``<id>/images/<id>.png`` + ``<id>/masks/<k>.png`` sample."""
+    (root / sample_id / "images").mkdir(parents=True)
+    (root / sample_id / "masks").mkdir()
+    Image.fromarray(image).save(root / sample_id / "images" / f"{sample_id}.png")
+    for k, mask in enumerate(masks):
+        Image.fromarray(mask.astype(np.uint8) * 255).save(root / sample_id / "masks" / f"{k}.png")
+
+
+def disc(shape: tuple[int, int], centre: tuple[float, float], radius: float) -> np.ndarray:
+    """A boolean disc of ``radius`` at ``centre`` (row, col)."""
+    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]]
+    return (yy - centre[0]) ** 2 + (xx - centre[1]) ** 2 <= radius**2
+
+
+@pytest.fixture
+def tiny_dsb(tmp_path: Path) -> Path:
+    """Three RGBA images of different sizes, each with two or three disc nuclei."""
+    root = tmp_path / "raw"
+    rng = np.random.default_rng(0)
+    for i, shape in enumerate([(64, 64), (48, 80), (96, 64)]):
+        masks = [disc(shape, (shape[0] * f, shape[1] * g), 7) for f, g in ((0.3, 0.3), (0.7, 0.6), (0.3, 0.75))]
+        image = np.zeros((*shape, 4), dtype=np.uint8)
+        image[..., 3] = 255
+        image[..., :3] = rng.integers(0, 40, size=(*shape, 3))
+        image[np.any(masks, axis=0), :3] = 200
+        write_sample(root, f"img{i}", image, masks[: 2 + i % 2])
+    return root

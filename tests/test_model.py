@@ -1,0 +1,67 @@
+"""The U-Net: the seed's exact parameter count, shapes, named parts, logits out."""
+
+import pytest
+import torch
+
+from nuclei_unet.model import DoubleConv, Down, OutConv, Up, UNet, count_parameters
+
+
+def test_seed_parameter_count():
+    assert count_parameters(UNet()) == 1_941_105
+
+
+def test_parameter_count_follows_widths():
+    # two levels of (4, 8): inc 3->4->4, down 4->8->8, up 8->4 (+ conv 8->4->4), out 4->1
+    conv = lambda i, o, k=3: i * o * k * k + o  # noqa: E731
+    expected = (
+        conv(3, 4) + conv(4, 4) + conv(4, 8) + conv(8, 8)
+        + (8 * 4 * 2 * 2 + 4) + conv(8, 4) + conv(4, 4) + conv(4, 1, 1)
+    )
+    assert count_parameters(UNet((4, 8), (0.0, 0.0))) == expected
+
+
+@pytest.mark.parametrize("batch, size", [(1, 16), (2, 64), (3, 128)])
+def test_output_shape_is_one_logit_channel(batch, size):
+    model = UNet().eval()
+    with torch.no_grad():
+        out = model(torch.rand(batch, 3, size, size))
+    assert out.shape == (batch, 1, size, size)
+    # logits, not probabilities: a sigmoid output could never leave [0, 1]
+    assert out.dtype == torch.float32
+
+
+def test_forward_returns_logits_not_probabilities():
+    model = UNet((4, 8), (0.0, 0.0)).eval()
+    with torch.no_grad():
+        model.outc.conv.bias.fill_(-10.0)
+        out = model(torch.rand(1, 3, 16, 16))
+    assert (out < 0).all()
+
+
+@pytest.mark.parametrize("size", [(100, 128), (128, 120)])
+def test_sizes_not_multiple_of_16_are_refused(size):
+    with pytest.raises(ValueError, match="multiple of 16"):
+        UNet()(torch.rand(1, 3, *size))
+
+
+def test_parts_shapes():
+    x = torch.rand(2, 4, 32, 32)
+    assert DoubleConv(4, 6, 0.1)(x).shape == (2, 6, 32, 32)
+    assert Down(4, 8, 0.1)(x).shape == (2, 8, 16, 16)
+    assert Up(8, 4, 0.1)(torch.rand(2, 8, 16, 16), x).shape == (2, 4, 32, 32)
+    assert OutConv(4)(x).shape == (2, 1, 32, 32)
+
+
+def test_dropouts_follow_params():
+    model = UNet((4, 8, 16), (0.1, 0.2, 0.3))
+    drops = [m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)]
+    # encoder levels 0, 1, 2 then decoder levels 1, 0
+    assert drops == [0.1, 0.2, 0.3, 0.2, 0.1]
+
+
+def test_he_init_std():
+    torch.manual_seed(0)
+    conv = UNet().downs[3].conv.block[3]  # 3x3, 256 -> 256: fan_in 2304
+    std = conv.weight.std().item()
+    assert std == pytest.approx((2 / 2304) ** 0.5, rel=0.05)
+    assert conv.bias.abs().max().item() == 0.0

@@ -1,0 +1,80 @@
+"""params.yaml validation: every bad value is caught, named, before any work."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from nuclei_unet.errors import ParamsError
+from nuclei_unet.params import (
+    DownloadParams,
+    ModelParams,
+    TrainParams,
+    build,
+    load_section,
+    validate_all,
+)
+
+from conftest import REPO
+
+
+def test_repository_params_are_valid():
+    validate_all(REPO / "params.yaml")
+    assert load_section(REPO / "params.yaml", "model") == ModelParams()
+
+
+def _with(tmp_path: Path, section: str, key: str, value) -> Path:
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params[section][key] = value
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+@pytest.mark.parametrize(
+    "section, key, value, message",
+    [
+        ("train", "optimizer", "rmsprop", r"train.optimizer: 'rmsprop' is not one of adam, sgd"),
+        ("train", "lr", "fast", r"train.lr: expected a number"),
+        ("train", "lr", -1.0, r"train.lr: must be > 0"),
+        ("train", "batch_size", 2.5, r"train.batch_size: expected an integer"),
+        ("train", "epochs", True, r"train.epochs: expected an integer"),
+        ("train", "learning_rate", 0.1, r"train.learning_rate: unknown key"),
+        ("prepare", "size", 100, r"prepare.size: must be a positive multiple of 16"),
+        ("prepare", "mask_rule", "bool", r"prepare.mask_rule: 'bool' is not one of area, any"),
+        ("split", "val_fraction", 1.0, r"split.val_fraction: must be in \(0, 1\)"),
+        ("model", "dropouts", [0.1, 0.2], r"model.dropouts: needs one value per level"),
+        ("download", "source", "ftp", r"download.source: 'ftp' is not one of"),
+        ("predict", "threshold", 1.5, r"predict.threshold: must be in \(0, 1\)"),
+    ],
+)
+def test_bad_values_are_named(tmp_path, section, key, value, message):
+    path = _with(tmp_path, section, key, value)
+    with pytest.raises(ParamsError, match=message):
+        load_section(path, section)
+
+
+def test_zip_source_needs_a_path():
+    with pytest.raises(ParamsError, match="download.path: required when source is zip"):
+        build(DownloadParams, {"source": "zip"}, "download")
+
+
+def test_patience_null_disables_early_stopping():
+    assert build(TrainParams, {"patience": None}, "train").patience is None
+
+
+def test_missing_file_and_section(tmp_path):
+    with pytest.raises(ParamsError, match="params file not found"):
+        load_section(tmp_path / "nope.yaml", "train")
+    (tmp_path / "p.yaml").write_text("base: {seed: 1}\n")
+    with pytest.raises(ParamsError, match="section 'train' is missing"):
+        load_section(tmp_path / "p.yaml", "train")
+
+
+def test_unknown_section(tmp_path):
+    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
+    with open(tmp_path / "params.yaml", "a") as fh:
+        fh.write("trian:\n  lr: 0.1\n")
+    with pytest.raises(ParamsError, match="trian: unknown section"):
+        validate_all(tmp_path / "params.yaml")

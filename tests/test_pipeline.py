@@ -1,0 +1,105 @@
+"""End to end: dvc repro, an experiment, metrics diff and plots on a tiny copy of the repo."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+BIN = Path(sys.executable).parent
+TINY_PARAMS = {
+    "download": {"synthetic": {"count": 14, "min_nuclei": 3, "max_nuclei": 12}},
+    "prepare": {"size": 32, "workers": 2},
+    "split": {"val_fraction": 0.25},
+    "model": {"widths": [4, 8, 16], "dropouts": [0.0, 0.0, 0.0]},
+    "train": {"epochs": 3, "batch_size": 4},
+    "evaluate": {"n_samples": 2},
+}
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    for key, value in extra.items():
+        base[key] = _merge(base[key], value) if isinstance(value, dict) else value
+    return base
+
+
+def run(cmd: list[str], cwd: Path) -> str:
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1"}
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout}\n{proc.stderr}"
+    return proc.stdout
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    """A git + DVC copy of the project with tiny params, already reproduced once."""
+    root = tmp_path_factory.mktemp("repo")
+    for name in ("dvc.yaml", ".dvcignore", ".gitignore"):
+        shutil.copy(REPO / name, root / name)
+    for name in ("stages", "src"):
+        shutil.copytree(REPO / name, root / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    (root / ".dvc").mkdir()
+    shutil.copy(REPO / ".dvc" / "config", root / ".dvc" / "config")
+    params = _merge(yaml.safe_load((REPO / "params.yaml").read_text()), TINY_PARAMS)
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(["git", "init", "-q", "-b", "main"], root)
+    # a repo-local identity: experiments commit, and CI's machine may have no global one
+    run(["git", "config", "user.name", "nuclei-unet test"], root)
+    run(["git", "config", "user.email", "test@nuclei-unet.invalid"], root)
+    run(["git", "add", "-A"], root)
+    run(["git", "commit", "-qm", "init"], root)
+    run([str(BIN / "dvc"), "repro"], root)
+    run(["git", "add", "-A"], root)
+    run(["git", "commit", "-qm", "repro"], root)
+    return root
+
+
+def test_repro_writes_every_output(repo):
+    for path in ("data/raw", "data/prepared/dataset.npz", "data/split.json", "models/model.pt",
+                 "data/predictions.npz", "metrics/per_image.csv", "metrics/plots/confusion_val.png",
+                 "metrics/plots/samples_val.png", "metrics/plots/samples_test.png",
+                 "metrics/train/plots/metrics/val_loss.tsv"):
+        assert (repo / path).exists(), path
+    metrics = json.loads((repo / "metrics/evaluate.json").read_text())
+    assert set(metrics) == {"train", "val", "test"}
+    assert metrics["test"]["images"] == 2
+    assert 0.0 <= metrics["val"]["iou_fg"] <= 1.0
+    cm = metrics["val"]
+    assert cm["tp"] + cm["fp"] + cm["fn"] + cm["tn"] == pytest.approx(1.0)
+    train = json.loads((repo / "metrics/train/metrics.json").read_text())
+    assert train["epochs_run"] >= 1 and "val_iou" in train
+    split = json.loads((repo / "data/split.json").read_text())
+    assert [len(split[k]) for k in ("train", "val", "test")] == [9, 3, 2]
+
+
+def test_nothing_to_do_after_repro(repo):
+    out = run([str(BIN / "dvc"), "status"], repo)
+    assert "up to date" in out
+
+
+def test_experiment_metrics_diff_and_plots(repo):
+    out = run([str(BIN / "dvc"), "exp", "run", "-n", "sgd", "-S", "train.optimizer=sgd"], repo)
+    # a train param reruns train and what depends on it, nothing upstream
+    ran = {s for s in ("download", "prepare", "split", "train", "predict", "evaluate")
+           if f"Running stage '{s}'" in out}
+    assert ran == {"train", "predict", "evaluate"}, out
+    shown = json.loads(run([str(BIN / "dvc"), "exp", "show", "--json"], repo))
+    text = json.dumps(shown)
+    assert '"sgd"' in text and '"optimizer": "sgd"' in text
+    # the workspace now holds the sgd run: diff it against the committed adam baseline
+    diff = json.loads(run([str(BIN / "dvc"), "metrics", "diff", "--json", "--all"], repo))
+    assert "metrics/evaluate.json" in diff and "val.iou_fg" in diff["metrics/evaluate.json"]
+    params = json.loads(run([str(BIN / "dvc"), "params", "diff", "--json"], repo))
+    assert params["params.yaml"]["train.optimizer"] == {"old": "adam", "new": "sgd"}
+    run([str(BIN / "dvc"), "plots", "show", "-o", "plots_html"], repo)
+    html = (repo / "plots_html" / "index.html").read_text()
+    for title in ("Loss", "Validation IoU and Dice", "confusion_val.png"):
+        assert title in html, title

@@ -1,0 +1,51 @@
+"""Stage scripts end bad input with one plain line, before any work, and write nothing."""
+
+import subprocess
+import sys
+import zipfile
+
+import yaml
+
+from conftest import REPO
+
+
+def _stage(name: str, *args: str, cwd) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(REPO / "stages" / f"{name}.py"), *args],
+        cwd=cwd, capture_output=True, text=True, timeout=120,
+    )
+
+
+def test_unknown_optimizer_fails_before_reading_data(tmp_path):
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["train"]["optimizer"] = "adamw"
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    proc = _stage("train", "--prepared", "nowhere", "--split", "nowhere.json", "--model",
+                  "m.pt", "--live", "live", cwd=tmp_path)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "[train] error: train.optimizer: 'adamw' is not one of adam, sgd"
+    )
+    assert "Traceback" not in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
+
+
+def test_missing_dataset_is_one_line(tmp_path):
+    (tmp_path / "params.yaml").write_text((REPO / "params.yaml").read_text())
+    proc = _stage("prepare", "--raw", "missing", "--out", "prepared", cwd=tmp_path)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1] == "[prepare] error: missing: dataset folder not found"
+    assert not (tmp_path / "prepared").exists()
+
+
+def test_zip_with_wrong_checksum(tmp_path, tiny_dsb):
+    with zipfile.ZipFile(tmp_path / "d.zip", "w") as zf:
+        for f in sorted(tiny_dsb.rglob("*.png")):
+            zf.write(f, str(f.relative_to(tiny_dsb)))
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["download"].update(source="zip", path="d.zip", sha256="ab" * 32)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    proc = _stage("download", "--out", "data/raw", cwd=tmp_path)
+    assert proc.returncode == 1
+    assert "error: d.zip: sha256 is" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "data" / "raw").exists()

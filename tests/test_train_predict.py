@@ -1,0 +1,104 @@
+"""Training, early stopping, checkpoints and prediction on tiny data."""
+
+import numpy as np
+import pytest
+import torch
+
+from nuclei_unet.checkpoint import load_model
+from nuclei_unet.params import ModelParams, TrainParams
+from nuclei_unet.predict import predict_probs, threshold
+from nuclei_unet.runtime import cpu_has_bf16, resolve_precision
+from nuclei_unet.train import KERAS_ADAM_EPS, make_optimizer, train
+
+TINY = ModelParams(widths=(4, 8), dropouts=(0.0, 0.0))
+
+
+def _data(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Bright squares on dark: learnable in a few epochs."""
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 30, size=(n, 16, 16, 3)).astype(np.uint8)
+    masks = np.zeros((n, 16, 16), np.uint8)
+    for i in range(n):
+        y, x = rng.integers(0, 10, size=2)
+        masks[i, y : y + 6, x : x + 6] = 1
+        images[i, y : y + 6, x : x + 6] = 220
+    return images, masks
+
+
+class Recorder:
+    """A stand-in for dvclive.Live that records what is logged."""
+
+    def __init__(self):
+        self.summary, self.rows, self.current = {}, [], {}
+
+    def log_metric(self, name, val):
+        self.current[name] = val
+
+    def next_step(self):
+        self.rows.append(self.current)
+        self.current = {}
+
+
+def test_training_learns_logs_and_keeps_the_best(tmp_path):
+    params = TrainParams(lr=0.01, batch_size=4, epochs=8, patience=None)
+    live = Recorder()
+    result = train(_data(16, 0), _data(8, 1), TINY, params, 0, tmp_path / "m.pt", live)
+    assert result.epochs_run == 8 and len(live.rows) == 8
+    assert set(live.rows[0]) >= {"loss", "accuracy", "val_loss", "val_accuracy", "val_iou", "val_dice"}
+    assert live.rows[-1]["loss"] < live.rows[0]["loss"]
+    best = min(range(8), key=lambda i: live.rows[i]["val_loss"])
+    assert result.best_epoch == best + 1 == live.summary["best_epoch"]
+    saved = torch.load(tmp_path / "m.pt", weights_only=True)
+    assert saved["epoch"] == best + 1
+    assert saved["val_loss"] == pytest.approx(live.rows[best]["val_loss"])
+
+
+def test_early_stopping_stops_after_patience(tmp_path):
+    # lr 0 never improves after epoch 1: patience 2 ends the run at epoch 3
+    params = TrainParams(optimizer="sgd", lr=1e-12, momentum=0.0, batch_size=4, epochs=10, patience=2)
+    result = train(_data(8, 0), _data(4, 1), TINY, params, 0, tmp_path / "m.pt")
+    assert result.epochs_run == 3 and result.best_epoch == 1
+
+
+def test_same_seed_same_weights(tmp_path):
+    params = TrainParams(batch_size=4, epochs=2, patience=None)
+    for name in ("a.pt", "b.pt"):
+        train(_data(8, 0), _data(4, 1), TINY, params, 5, tmp_path / name)
+    a = torch.load(tmp_path / "a.pt", weights_only=True)["state_dict"]
+    b = torch.load(tmp_path / "b.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_optimizers():
+    model = torch.nn.Linear(2, 1)
+    adam = make_optimizer(model, TrainParams(optimizer="adam", lr=0.002))
+    sgd = make_optimizer(model, TrainParams(optimizer="sgd", lr=0.01, momentum=0.99))
+    assert isinstance(adam, torch.optim.Adam) and adam.defaults["eps"] == KERAS_ADAM_EPS
+    assert isinstance(sgd, torch.optim.SGD) and sgd.defaults["momentum"] == 0.99
+
+
+def test_predict_and_threshold_roundtrip(tmp_path):
+    params = TrainParams(lr=0.01, batch_size=4, epochs=6, patience=None)
+    train(_data(16, 0), _data(8, 1), TINY, params, 0, tmp_path / "m.pt")
+    model = load_model(tmp_path / "m.pt")
+    images, masks = _data(6, 2)
+    probs = predict_probs(model, images, batch_size=4)
+    assert probs.shape == (6, 16, 16) and probs.dtype == np.float32
+    assert 0.0 <= probs.min() and probs.max() <= 1.0
+    pred = threshold(probs, 0.5)
+    assert pred.dtype == np.uint8 and set(np.unique(pred)) <= {0, 1}
+    assert (pred == masks).mean() > 0.9
+
+
+def test_threshold_is_strict():
+    np.testing.assert_array_equal(threshold(np.array([0.49, 0.5, 0.51]), 0.5), [0, 0, 1])
+
+
+def test_precision_resolution(tmp_path):
+    assert resolve_precision("fp32") == torch.float32
+    assert resolve_precision("bf16") == torch.bfloat16
+    (tmp_path / "cpuinfo").write_text("flags : fpu avx2 avx512_bf16\n")
+    assert cpu_has_bf16(tmp_path / "cpuinfo")
+    (tmp_path / "cpuinfo").write_text("flags : fpu avx2\n")
+    assert not cpu_has_bf16(tmp_path / "cpuinfo")
+    assert resolve_precision("auto") == (torch.bfloat16 if cpu_has_bf16() else torch.float32)
