@@ -1,17 +1,12 @@
-"""Stage download: generate the synthetic dataset or unpack a local DSB2018 zip into data/raw."""
+"""Stage download: the synthetic dataset, a local zip, or DSB2018 from the network, in data/raw."""
 
 from nuclei_unet.cli import run_stage, stage_parser
-from nuclei_unet.download import extract_zip
+from nuclei_unet.download import download
 from nuclei_unet.params import load_section, load_seed
-from nuclei_unet.synthetic import write_dataset
 
 
 def main(args) -> None:
-    params = load_section(args.params, "download")
-    if params.source == "synthetic":
-        write_dataset(args.out, load_seed(args.params), params.synthetic)
-    else:
-        extract_zip(params.path, args.out, params.sha256)
+    download(load_section(args.params, "download"), load_seed(args.params), args.out)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@ import zipfile
 import pytest
 
 from nuclei_unet.dataset import list_samples
-from nuclei_unet.download import extract_zip, sha256_file
+from nuclei_unet.download import extract_zip
+from nuclei_unet.io import sha256_file
 from nuclei_unet.errors import DataError
 
 

@@ -46,6 +46,7 @@ def _with(tmp_path: Path, section: str, key: str, value) -> Path:
         ("split", "val_fraction", 1.0, r"split.val_fraction: must be in \(0, 1\)"),
         ("model", "dropouts", [0.1, 0.2], r"model.dropouts: needs one value per level"),
         ("download", "source", "ftp", r"download.source: 'ftp' is not one of"),
+        ("download", "retries", -1, r"download.retries: must be >= 0"),
         ("predict", "threshold", 1.5, r"predict.threshold: must be in \(0, 1\)"),
     ],
 )
@@ -58,6 +59,12 @@ def test_bad_values_are_named(tmp_path, section, key, value, message):
 def test_zip_source_needs_a_path():
     with pytest.raises(ParamsError, match="download.path: required when source is zip"):
         build(DownloadParams, {"source": "zip"}, "download")
+
+
+@pytest.mark.parametrize("url", [None, "ftp://example.org/x.zip", "x.zip"])
+def test_url_source_needs_an_http_or_file_url(url):
+    with pytest.raises(ParamsError, match="download.url: an http, https or file URL is required"):
+        build(DownloadParams, {"source": "url", "url": url}, "download")
 
 
 def test_patience_null_disables_early_stopping():

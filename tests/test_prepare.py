@@ -9,8 +9,9 @@ from PIL import Image
 from nuclei_unet.dataset import list_samples, load_instances
 from nuclei_unet.errors import DataError
 from nuclei_unet.io import read_image
-from nuclei_unet.params import PrepareParams
+from nuclei_unet.params import PrepareParams, SyntheticParams
 from nuclei_unet.prepare import load_prepared, prepare_dataset, resize_mask, seed_mask
+from nuclei_unet.synthetic import write_dataset
 
 from conftest import disc, write_sample
 
@@ -27,10 +28,17 @@ def test_merge_gives_instance_labels_and_union(tiny_dsb):
         np.testing.assert_array_equal(labels == k, mask)
 
 
-def test_any_rule_equals_the_seeds_per_mask_method(tiny_dsb):
-    for sample in list_samples(tiny_dsb):
+@pytest.mark.parametrize("rule", ["any", "area"])
+def test_fast_path_equals_the_per_mask_method(tiny_dsb, tmp_path, rule):
+    # tiny discs, and synthetic images with touching nuclei at sizes up to 520x696
+    write_dataset(tmp_path / "syn", 11, SyntheticParams(count=6, min_nuclei=20, max_nuclei=60), 1)
+    samples = list_samples(tiny_dsb) + list_samples(tmp_path / "syn")
+    for sample in samples:
         _, labels = load_instances(sample)
-        np.testing.assert_array_equal(resize_mask(labels > 0, 32, "any"), seed_mask(sample, 32))
+        for size in (32, 128):
+            np.testing.assert_array_equal(
+                resize_mask(labels > 0, size, rule), seed_mask(sample, size, rule), sample.id
+            )
 
 
 def test_any_rule_dilates_and_area_rule_keeps_size():

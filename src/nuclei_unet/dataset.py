@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DataError
-from .io import read_image, read_mask
+from .io import read_image, read_mask_box
 
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
 
@@ -65,13 +65,16 @@ def load_instances(sample: Sample) -> tuple[np.ndarray, np.ndarray]:
         raise DataError(f"{sample.image.parent.parent}: more than 65535 masks")
     labels = np.zeros(shape, dtype=np.uint16)
     for k, mask_path in enumerate(sample.masks, start=1):
-        mask = read_mask(mask_path)
-        if mask.shape != shape:
+        size, box, crop = read_mask_box(mask_path)
+        if size != shape:
             raise DataError(
-                f"{mask_path}: mask is {mask.shape[1]}x{mask.shape[0]} but its image is "
+                f"{mask_path}: mask is {size[1]}x{size[0]} but its image is "
                 f"{shape[1]}x{shape[0]}"
             )
-        if labels[mask].any():
+        if box is None:
+            continue  # an empty mask adds no nucleus pixels
+        window = labels[box[0] : box[2], box[1] : box[3]]
+        if window[crop].any():
             raise DataError(f"{mask_path}: mask overlaps an earlier mask of the same image")
-        labels[mask] = k
+        window[crop] = k
     return image, labels

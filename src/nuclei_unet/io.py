@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -37,6 +38,15 @@ def atomic_path(dest: str | Path) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def write_json(path: str | Path, obj: Any) -> None:
     """Write ``obj`` as indented JSON, atomically."""
     with atomic_path(path) as tmp:
@@ -54,16 +64,16 @@ def read_json(path: str | Path) -> Any:
         raise DataError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from exc
 
 
-def _open_array(path: Path) -> np.ndarray:
-    """Decode an image file fully into an array; corrupt or truncated files are DataErrors."""
+def _load(path: Path) -> Image.Image:
+    """Open and fully decode an image; missing, corrupt or truncated files are DataErrors."""
     try:
-        with Image.open(path) as im:
-            im.load()
-            return np.asarray(im)
+        im = Image.open(path)
+        im.load()  # decodes now (truncation shows here); PIL then closes the file it opened
     except FileNotFoundError as exc:
         raise DataError(f"{path}: file not found") from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise DataError(f"{path}: cannot decode image ({exc})") from exc
+    return im
 
 
 def to_uint8(arr: np.ndarray) -> np.ndarray:
@@ -91,7 +101,7 @@ def to_uint8(arr: np.ndarray) -> np.ndarray:
 def read_image(path: str | Path) -> np.ndarray:
     """Read an image as ``(H, W, 3) uint8`` RGB: alpha dropped, gray expanded, 16-bit scaled."""
     path = Path(path)
-    arr = _open_array(path)
+    arr = np.asarray(_load(path))
     if arr.ndim == 2:
         arr = np.repeat(arr[:, :, None], 3, axis=2)
     elif arr.ndim == 3 and arr.shape[2] in (1, 2):
@@ -110,12 +120,31 @@ def read_image(path: str | Path) -> np.ndarray:
 def read_mask(path: str | Path) -> np.ndarray:
     """Read a single-nucleus mask as ``(H, W) bool`` (any non-zero pixel is the nucleus)."""
     path = Path(path)
-    arr = _open_array(path)
+    arr = np.asarray(_load(path))
     if arr.ndim == 3:
         arr = arr[:, :, :3].max(axis=2)
     if arr.ndim != 2:
         raise DataError(f"{path}: unexpected mask shape {arr.shape}")
     return arr > 0
+
+
+def read_mask_box(path: str | Path) -> tuple[tuple[int, int], tuple[int, int, int, int] | None, np.ndarray]:
+    """Read a single-nucleus mask as its size, bounding box and the cropped mask.
+
+    Returns ``((H, W), (top, left, bottom, right) or None when empty, (h, w) bool crop)``.
+    Cropping in PIL avoids several full-image numpy passes per mask: a large image can have
+    hundreds of masks, each as big as the image.
+    """
+    im = _load(Path(path))
+    if im.mode not in ("1", "L", "I;16", "I"):
+        im = im.convert("L")  # RGB(A) or palette masks: any non-black pixel is the nucleus
+    box = im.getbbox()  # bounding box of the non-zero pixels, computed in C
+    size = (im.height, im.width)
+    crop = np.asarray(im.crop(box)) > 0 if box else np.zeros((0, 0), bool)
+    if box is None:
+        return size, None, crop
+    left, top, right, bottom = box
+    return size, (top, left, bottom, right), crop
 
 
 def write_png(path: str | Path, arr: np.ndarray, compress_level: int = 1) -> None:

@@ -129,14 +129,25 @@ class SyntheticParams:
 class DownloadParams:
     """Where the raw DSB-layout dataset comes from."""
 
-    source: Literal["synthetic", "zip"] = "synthetic"
+    source: Literal["synthetic", "zip", "url", "bbbc038", "kaggle"] = "synthetic"
     path: str | None = None
+    url: str | None = None
     sha256: str | None = None
+    cache_dir: str | None = None
+    timeout: float = 30.0
+    retries: int = 4
+    backoff: float = 1.0
     synthetic: SyntheticParams = dataclasses.field(default_factory=SyntheticParams)
 
     def check(self, where: str) -> None:
         if self.source == "zip":
             _require(self.path is not None, f"{where}.path", "required when source is zip")
+        if self.source == "url":
+            ok = self.url is not None and self.url.split(":", 1)[0] in ("http", "https", "file")
+            _require(ok, f"{where}.url", "an http, https or file URL is required when source is url")
+        _require(self.timeout > 0, f"{where}.timeout", "must be > 0 seconds")
+        _require(self.retries >= 0, f"{where}.retries", "must be >= 0")
+        _require(self.backoff >= 0, f"{where}.backoff", "must be >= 0 seconds")
         if self.sha256 is not None:
             ok = len(self.sha256) == 64 and all(c in "0123456789abcdefABCDEF" for c in self.sha256)
             _require(ok, f"{where}.sha256", "must be 64 hexadecimal digits or null")

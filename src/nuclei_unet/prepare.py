@@ -32,6 +32,9 @@ log = logging.getLogger(__name__)
 
 DATASET_FILE = "dataset.npz"
 LABELS_DIR = "labels"
+# "at least half covered", with room for float32 rounding in the box filter: a pixel covered
+# exactly half must not flip with the order in which PIL adds up the fractions
+HALF = 0.5 - 1e-4
 
 
 def resize_image(image: np.ndarray, size: int) -> np.ndarray:
@@ -44,14 +47,19 @@ def resize_image(image: np.ndarray, size: int) -> np.ndarray:
     return out.astype(np.uint8)
 
 
+def _box_coverage(mask: np.ndarray, size: int) -> np.ndarray:
+    """Fraction of each output pixel covered by ``mask`` ``(H, W) bool``: ``(size, size) float32``.
+
+    PIL's box filter is exact area averaging, also for non-integer scale factors.
+    """
+    image = Image.fromarray(mask.astype(np.float32))
+    return np.asarray(image.resize((size, size), resample=Image.Resampling.BOX))
+
+
 def resize_mask(union: np.ndarray, size: int, rule: str) -> np.ndarray:
     """Resize a full-resolution ``(H, W) bool`` union mask to ``(size, size) bool`` by ``rule``."""
     if rule == "area":
-        # PIL's box filter is exact area averaging, also for non-integer scale factors
-        coverage = Image.fromarray(union.astype(np.float32)).resize(
-            (size, size), resample=Image.Resampling.BOX
-        )
-        return np.asarray(coverage) >= 0.5
+        return _box_coverage(union, size) >= HALF
     if rule == "any":
         seed_like = resize(
             union.astype(np.uint8) * 255, (size, size), mode="constant", preserve_range=True
@@ -60,16 +68,22 @@ def resize_mask(union: np.ndarray, size: int, rule: str) -> np.ndarray:
     raise ValueError(f"unknown mask rule {rule!r}")
 
 
-def seed_mask(sample: Sample, size: int) -> np.ndarray:
-    """The seed's own slow method, mask by mask: resize each, take the maximum, cast to bool.
+def seed_mask(sample: Sample, size: int, rule: str = "any") -> np.ndarray:
+    """The slow method, mask by mask, that the fast path is tested against.
 
-    Kept as the reference the fast path is tested against. Returns ``(size, size) bool``.
+    ``any``: the seed's own loop (resize each mask, take the maximum, cast to bool). ``area``:
+    the same loop under area semantics (area-resize each mask, add the coverages, ``>= 0.5``).
+    Returns ``(size, size) bool``.
     """
-    mask = np.zeros((size, size), dtype=np.float64)
+    total = np.zeros((size, size), dtype=np.float64)
     for path in sample.masks:
-        one = read_mask(path).astype(np.uint8) * 255
-        mask = np.maximum(mask, resize(one, (size, size), mode="constant", preserve_range=True))
-    return mask > 0
+        one = read_mask(path)
+        if rule == "any":
+            one = resize(one.astype(np.uint8) * 255, (size, size), mode="constant", preserve_range=True)
+            total = np.maximum(total, one)
+        else:
+            total += _box_coverage(one, size)
+    return total > 0 if rule == "any" else total >= HALF
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,0 +1,76 @@
+"""Benchmark of the prepare stage: the seed notebook's method against ours.
+
+Prints images/s of (a) the seed's method (decode and resize every mask, then maximum; one
+process), (b) ours in one process and (c) ours with all cores, on the real stage1_train.zip when
+it is there (else on synthetic data). The last line is one JSON object.
+
+    python benchmarks/prepare.py [--zip ../shared/data/stage1_train.zip] [--limit N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from tqdm import tqdm
+
+from nuclei_unet.dataset import list_samples
+from nuclei_unet.download import extract_zip
+from nuclei_unet.io import read_image
+from nuclei_unet.params import PrepareParams, SyntheticParams
+from nuclei_unet.parallel import resolve_workers
+from nuclei_unet.prepare import prepare_dataset, resize_image, seed_mask
+from nuclei_unet.synthetic import write_dataset
+
+
+def seed_method(samples, size: int) -> None:
+    """The notebook's loop: per image, resize it and every mask, maximum of the masks."""
+    for sample in tqdm(samples, desc="seed method", unit="img"):
+        resize_image(read_image(sample.image), size)
+        seed_mask(sample, size)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--zip", default="../shared/data/stage1_train.zip")
+    parser.add_argument("--limit", type=int, default=0, help="first N images only (0: all)")
+    parser.add_argument("--synthetic", type=int, default=200, help="images when the zip is absent")
+    parser.add_argument("--mask-rule", default="area", choices=("area", "any"))
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        raw = Path(tmp) / "raw"
+        if Path(args.zip).is_file():
+            extract_zip(args.zip, raw)
+            data = args.zip
+        else:
+            write_dataset(raw, 0, SyntheticParams(count=args.synthetic))
+            data = f"synthetic ({args.synthetic} images)"
+        samples = list_samples(raw)
+        if args.limit:
+            # a subset: keep only those folders so ours and the seed see the same images
+            for extra in samples[args.limit :]:
+                shutil.rmtree(raw / extra.id)
+            samples = samples[: args.limit]
+        n = len(samples)
+        timings = {}
+        start = time.perf_counter()
+        seed_method(samples, 128)
+        timings["seed_1_process"] = time.perf_counter() - start
+        for workers in (1, 0):
+            name = f"ours_{resolve_workers(workers)}_process"
+            start = time.perf_counter()
+            prepare_dataset(raw, Path(tmp) / f"out{workers}", PrepareParams(size=128, mask_rule=args.mask_rule, workers=workers))
+            timings[name] = time.perf_counter() - start
+    print(f"\nprepare benchmark on {data}: {n} images, mask rule {args.mask_rule}")
+    for name, seconds in timings.items():
+        speedup = timings["seed_1_process"] / seconds
+        print(f"  {name:<18} {seconds:8.2f} s  {n / seconds:8.1f} img/s  {speedup:6.1f}x the seed")
+    print(json.dumps({"images": n, **{f"{k}_s": round(v, 3) for k, v in timings.items()}}))
+
+
+if __name__ == "__main__":
+    main()
