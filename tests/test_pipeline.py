@@ -64,7 +64,8 @@ def repo(tmp_path_factory) -> Path:
 
 def test_repro_writes_every_output(repo):
     for path in ("data/raw", "data/prepared/dataset.npz", "data/split.json", "models/model.pt",
-                 "data/predictions.npz", "metrics/per_image.csv", "metrics/plots/confusion_val.png",
+                 "data/predictions/predictions.npz", "data/predictions/full/submission.csv",
+                 "metrics/per_image.csv", "metrics/dsb_curve.csv", "metrics/plots/confusion_val.png",
                  "metrics/plots/samples_val.png", "metrics/plots/samples_test.png",
                  "metrics/train/plots/metrics/val_loss.tsv"):
         assert (repo / path).exists(), path
@@ -72,6 +73,12 @@ def test_repro_writes_every_output(repo):
     assert set(metrics) == {"train", "val", "test"}
     assert metrics["test"]["images"] == 2
     assert 0.0 <= metrics["val"]["iou_fg"] <= 1.0
+    # full resolution: the DSB metric and instance outputs for the val and test images
+    assert 0.0 <= metrics["val"]["dsb_map"] <= 1.0 and "f1_50" in metrics["test"]
+    assert "dsb_map" not in metrics["train"]
+    split_ids = json.loads((repo / "data/split.json").read_text())
+    for k in split_ids["val"] + split_ids["test"]:
+        assert (repo / "data/predictions/full" / f"{k}_labels.png").is_file()
     cm = metrics["val"]
     assert cm["tp"] + cm["fp"] + cm["fn"] + cm["tn"] == pytest.approx(1.0)
     train = json.loads((repo / "metrics/train/metrics.json").read_text())
@@ -101,5 +108,5 @@ def test_experiment_metrics_diff_and_plots(repo):
     assert params["params.yaml"]["train.optimizer"] == {"old": "adam", "new": "sgd"}
     run([str(BIN / "dvc"), "plots", "show", "-o", "plots_html"], repo)
     html = (repo / "plots_html" / "index.html").read_text()
-    for title in ("Loss", "Validation IoU and Dice", "confusion_val.png"):
+    for title in ("Loss", "Validation IoU and Dice", "DSB2018 score", "confusion_val.png"):
         assert title in html, title

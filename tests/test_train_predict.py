@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from nuclei_unet.checkpoint import load_model
+from nuclei_unet.checkpoint import load_checkpoint
 from nuclei_unet.params import ModelParams, TrainParams
 from nuclei_unet.predict import predict_probs, threshold
 from nuclei_unet.runtime import cpu_has_bf16, resolve_precision
@@ -80,7 +80,9 @@ def test_optimizers():
 def test_predict_and_threshold_roundtrip(tmp_path):
     params = TrainParams(lr=0.01, batch_size=4, epochs=6, patience=None)
     train(_data(16, 0), _data(8, 1), TINY, params, 0, tmp_path / "m.pt")
-    model = load_model(tmp_path / "m.pt")
+    checkpoint = load_checkpoint(tmp_path / "m.pt")
+    assert checkpoint.input_size == 16
+    model = checkpoint.model
     images, masks = _data(6, 2)
     probs = predict_probs(model, images, batch_size=4)
     assert probs.shape == (6, 16, 16) and probs.dtype == np.float32

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import torch
@@ -23,7 +24,16 @@ def save_model(model: UNet, path: str | Path, extra: dict | None = None) -> None
         torch.save(payload, tmp)
 
 
-def load_model(path: str | Path) -> UNet:
+@dataclasses.dataclass
+class Checkpoint:
+    """A loaded model and what was saved with it."""
+
+    model: UNet
+    input_size: int  # the side of the training images (pixels)
+    epoch: int | None
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
     """Rebuild the U-Net saved by :func:`save_model` (loaded with ``weights_only=True``)."""
     path = Path(path)
     if not path.is_file():
@@ -34,4 +44,4 @@ def load_model(path: str | Path) -> UNet:
         raise DataError(f"{path}: cannot load model ({exc.__class__.__name__})") from exc
     model = UNet(payload["widths"], payload["dropouts"])
     model.load_state_dict(payload["state_dict"])
-    return model.eval()
+    return Checkpoint(model.eval(), int(payload.get("input_size", 128)), payload.get("epoch"))

@@ -128,6 +128,14 @@ def read_mask(path: str | Path) -> np.ndarray:
     return arr > 0
 
 
+def read_labels(path: str | Path) -> np.ndarray:
+    """Read an instance label map written by :func:`write_png`: ``(H, W)`` integer labels."""
+    arr = np.asarray(_load(Path(path)))
+    if arr.ndim != 2:
+        raise DataError(f"{path}: a label map must have one channel, got shape {arr.shape}")
+    return arr
+
+
 def read_mask_box(path: str | Path) -> tuple[tuple[int, int], tuple[int, int, int, int] | None, np.ndarray]:
     """Read a single-nucleus mask as its size, bounding box and the cropped mask.
 

@@ -232,14 +232,36 @@ class TrainParams:
 
 @dataclasses.dataclass(frozen=True)
 class PredictParams:
-    """Thresholding of the predicted probabilities."""
+    """Thresholding, full-resolution prediction and instance separation."""
 
     threshold: float = 0.5
     batch_size: int = 32
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    mode: Literal["resize", "tile"] = "resize"
+    tile_size: int = 128
+    tile_overlap: int = 32
+    tile_scale: float = 0.5
+    instances: Literal["watershed", "components"] = "watershed"
+    min_size: int = 10
+    min_distance: int = 5
+    full_res_splits: tuple[str, ...] = ("val", "test")
 
     def check(self, where: str) -> None:
         _require(0.0 < self.threshold < 1.0, f"{where}.threshold", "must be in (0, 1)")
         _require(self.batch_size >= 1, f"{where}.batch_size", "must be >= 1")
+        _require(
+            self.tile_size >= 16 and self.tile_size % 16 == 0,
+            f"{where}.tile_size", f"must be a positive multiple of 16, got {self.tile_size}",
+        )
+        _require(
+            0 <= self.tile_overlap < self.tile_size and self.tile_overlap % 2 == 0,
+            f"{where}.tile_overlap", "must be even, >= 0 and smaller than tile_size",
+        )
+        _require(self.tile_scale > 0, f"{where}.tile_scale", "must be > 0")
+        _require(self.min_size >= 0, f"{where}.min_size", "must be >= 0")
+        _require(self.min_distance >= 1, f"{where}.min_distance", "must be >= 1")
+        bad = [s for s in self.full_res_splits if s not in ("train", "val", "test")]
+        _require(not bad, f"{where}.full_res_splits", f"unknown split {bad[:1]} (train, val, test)")
 
 
 @dataclasses.dataclass(frozen=True)

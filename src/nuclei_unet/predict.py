@@ -18,18 +18,23 @@ PREDICTIONS_FILE = "predictions.npz"
 
 @torch.inference_mode()
 def predict_probs(
-    model: nn.Module, images: np.ndarray, batch_size: int, dtype: torch.dtype = torch.float32
+    model: nn.Module,
+    images: np.ndarray,
+    batch_size: int,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+    progress: bool = True,
 ) -> np.ndarray:
     """``(N, H, W, 3) uint8`` -> foreground probabilities ``(N, H, W) float32``."""
-    model.eval()
-    model = model.to(memory_format=torch.channels_last)
+    model = model.to(device, memory_format=torch.channels_last).eval()
     out = np.empty(images.shape[:3], dtype=np.float32)
-    for start in tqdm(range(0, len(images), batch_size), desc="predict", unit="batch"):
-        chunk = torch.from_numpy(images[start : start + batch_size]).permute(0, 3, 1, 2)
-        x = chunk.float().div_(255.0).contiguous(memory_format=torch.channels_last)
-        with autocast(dtype):
+    starts = range(0, len(images), batch_size)
+    for start in tqdm(starts, desc="predict", unit="batch", disable=not progress):
+        chunk = torch.from_numpy(images[start : start + batch_size]).to(device)
+        x = chunk.permute(0, 3, 1, 2).float().div_(255.0).contiguous(memory_format=torch.channels_last)
+        with autocast(dtype, device):
             logits = model(x)
-        out[start : start + len(chunk)] = torch.sigmoid(logits.float())[:, 0].numpy()
+        out[start : start + len(chunk)] = torch.sigmoid(logits.float())[:, 0].cpu().numpy()
     return out
 
 
@@ -52,3 +57,4 @@ def load_predictions(path: str | Path) -> tuple[list[str], np.ndarray, np.ndarra
         raise DataError(f"{path}: predictions not found (run the predict stage)")
     with np.load(path) as z:
         return [str(i) for i in z["ids"]], z["probs"].astype(np.float32), z["masks"]
+

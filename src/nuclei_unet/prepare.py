@@ -37,13 +37,14 @@ LABELS_DIR = "labels"
 HALF = 0.5 - 1e-4
 
 
-def resize_image(image: np.ndarray, size: int) -> np.ndarray:
-    """Resize ``(H, W, 3) uint8`` to ``(size, size, 3) uint8`` exactly as the seed did.
+def resize_image(image: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
+    """Resize ``(H, W, 3) uint8`` to ``(size, size, 3)`` (or ``(h, w, 3)``) uint8 as the seed did.
 
     scikit-image bilinear with anti-aliasing, range preserved, then truncated to uint8 (the seed
     assigned the float result into a uint8 array).
     """
-    out = resize(image, (size, size), mode="constant", preserve_range=True)
+    shape = (size, size) if isinstance(size, int) else size
+    out = resize(image, shape, mode="constant", preserve_range=True)
     return out.astype(np.uint8)
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .errors import NucleiError
 from .parallel import resolve_workers
 
 log = logging.getLogger(__name__)
@@ -46,8 +47,19 @@ def resolve_precision(precision: str) -> torch.dtype:
     return torch.bfloat16 if precision == "bf16" else torch.float32
 
 
-def autocast(dtype: torch.dtype) -> contextlib.AbstractContextManager:
-    """CPU autocast to ``dtype``, or nothing for float32."""
+def autocast(
+    dtype: torch.dtype, device: torch.device | str = "cpu"
+) -> contextlib.AbstractContextManager:
+    """Autocast to ``dtype`` on ``device``, or nothing for float32."""
     if dtype == torch.float32:
         return contextlib.nullcontext()
-    return torch.autocast("cpu", dtype=dtype)
+    return torch.autocast(torch.device(device).type, dtype=dtype)
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is an error."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise NucleiError("device 'cuda' was asked for, but torch sees no CUDA GPU")
+    return torch.device(device)

@@ -207,7 +207,10 @@ def train(
             raise FloatingPointError(f"training loss became {loss} at epoch {epoch}; lower train.lr")
         if improved:
             best_loss, best_epoch, wait = val_loss, epoch, 0
-            save_model(model, model_path, {"epoch": epoch, "val_loss": val_loss})
+            save_model(
+                model, model_path,
+                {"epoch": epoch, "val_loss": val_loss, "input_size": int(x.shape[-1])},
+            )
         else:
             wait += 1
             if params.patience is not None and wait >= params.patience:

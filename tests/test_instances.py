@@ -1,0 +1,161 @@
+"""Instances, the DSB metric, RLE, overlap-tile prediction and the nuclei-unet command."""
+
+import csv
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from nuclei_unet.__main__ import main
+from nuclei_unet.checkpoint import save_model
+from nuclei_unet.dsb import THRESHOLDS, image_scores, iou_matrix, rle_decode, rle_encode, submission_rows
+from nuclei_unet.instances import split_instances
+from nuclei_unet.model import UNet
+from nuclei_unet.segment import SegmentOptions, blend_window, predict_full, predict_tiled, tile_origins
+
+from conftest import disc
+
+SHAPE = (60, 100)
+A, B = disc(SHAPE, (30, 35), 15), disc(SHAPE, (30, 62), 15)  # touching at x ~ 48
+
+
+def _labels(*masks):
+    out = np.zeros(SHAPE, np.int32)
+    for k, m in enumerate(masks, start=1):
+        out[m & (out == 0)] = k
+    return out
+
+
+def test_dsb_perfect_and_one_missed():
+    truth = _labels(A & ~B, disc(SHAPE, (30, 90), 6))
+    assert image_scores(truth, truth)["dsb_score"] == 1.0
+    missed = image_scores(truth, np.where(truth == 2, 0, truth))
+    # every threshold: TP 1, FP 0, FN 1 -> 1/2
+    assert missed["dsb_score"] == pytest.approx(0.5)
+    assert (missed["tp_50"], missed["fp_50"], missed["fn_50"]) == (1, 0, 1)
+    assert missed["precision_50"] == 1.0 and missed["recall_50"] == 0.5
+    assert missed["f1_50"] == pytest.approx(2 / 3)
+
+
+def test_dsb_split_nucleus_scores_zero():
+    truth = _labels(disc(SHAPE, (30, 50), 20))
+    thirds = np.where(truth > 0, np.digitize(np.arange(SHAPE[1]), [43, 57]) + 1, 0)
+    s = image_scores(truth, thirds)
+    # each third has IoU < 0.5 with the nucleus: no match, 1 FN and 3 FP at every threshold
+    assert s["dsb_score"] == 0.0 and (s["tp_50"], s["fp_50"], s["fn_50"]) == (0, 3, 1)
+
+
+def test_dsb_threshold_sweep_on_a_shifted_nucleus():
+    truth = _labels(disc(SHAPE, (30, 50), 15))
+    pred = _labels(disc(SHAPE, (30, 53), 15))
+    iou = iou_matrix(truth, pred)[0, 0]
+    s = image_scores(truth, pred)
+    expected = np.mean([1.0 if iou > t else 0.0 for t in THRESHOLDS])
+    assert s["dsb_score"] == pytest.approx(expected) and 0 < expected < 1
+
+
+@pytest.mark.parametrize(
+    "truth, pred, score",
+    [(np.zeros(SHAPE, int), np.zeros(SHAPE, int), 1.0),
+     (np.zeros(SHAPE, int), _labels(A), 0.0),
+     (_labels(A), np.zeros(SHAPE, int), 0.0)],
+)
+def test_dsb_empty_cases(truth, pred, score):
+    assert image_scores(truth, pred)["dsb_score"] == score
+
+
+def test_rle_roundtrip_and_format():
+    assert rle_encode(np.array([[1, 0], [1, 1]], bool)) == "1 2 4 1"  # column-major, 1-based
+    rng = np.random.default_rng(0)
+    mask = rng.random((37, 23)) > 0.6
+    assert np.array_equal(rle_decode(rle_encode(mask), mask.shape), mask)
+    assert submission_rows("x", np.zeros((4, 4), int)) == [("x", "")]
+    rows = submission_rows("y", _labels(A, disc(SHAPE, (30, 90), 6)))
+    assert [r[0] for r in rows] == ["y", "y"]
+
+
+def test_watershed_separates_touching_discs():
+    mask = A | B
+    assert split_instances(mask, "components").max() == 1
+    labels = split_instances(mask, "watershed")
+    assert labels.max() == 2
+    # each disc is mostly one label
+    for d in (A, B):
+        values, counts = np.unique(labels[d], return_counts=True)
+        assert counts.max() / d.sum() > 0.9
+
+
+def test_min_size_drops_small_objects():
+    mask = A | disc(SHAPE, (5, 95), 2)
+    assert split_instances(mask, "components").max() == 2
+    assert split_instances(mask, "components", min_size=20).max() == 1
+
+
+class Constant(torch.nn.Module):
+    def forward(self, x):
+        return torch.full_like(x[:, :1], 0.7)
+
+
+class Pointwise(torch.nn.Module):
+    def forward(self, x):
+        return (x.mean(1, keepdim=True) - 0.5) * 8
+
+
+@pytest.mark.parametrize("shape", [(150, 170), (40, 30), (128, 128)])
+def test_tiling_is_seamless(shape):
+    rng = np.random.default_rng(1)
+    image = (rng.random((*shape, 3)) * 255).astype(np.uint8)
+    options = SegmentOptions(mode="tile", tile_size=64, tile_overlap=16, tile_scale=1.0)
+    const = predict_tiled(Constant(), image, options, torch.device("cpu"), torch.float32)
+    assert const.shape == shape
+    np.testing.assert_allclose(const, 1 / (1 + np.exp(-0.7)), atol=1e-6)
+    tiled = predict_tiled(Pointwise(), image, options, torch.device("cpu"), torch.float32)
+    direct = torch.sigmoid((torch.from_numpy(image).float() / 255).mean(2).sub(0.5).mul(8)).numpy()
+    np.testing.assert_allclose(tiled, direct, atol=1e-5)
+
+
+def test_tile_geometry():
+    assert tile_origins(300, 128, 96) == [0, 96, 172]
+    assert tile_origins(100, 128, 96) == [0]
+    w = blend_window(64, 16)
+    assert w.min() > 0 and w[32, 32] == 1.0 and w[0, 32] < w[8, 32] < w[16, 32]
+
+
+def test_resize_mode_gives_original_size():
+    image = np.zeros((70, 90, 3), np.uint8)
+    probs = predict_full(Constant(), image, SegmentOptions(), 32, torch.device("cpu"))
+    assert probs.shape == (70, 90)
+
+
+@pytest.fixture
+def tiny_model(tmp_path):
+    torch.manual_seed(0)
+    path = tmp_path / "model.pt"
+    save_model(UNet((4, 8), (0.0, 0.0)), path, {"input_size": 32})
+    return path
+
+
+def test_command_on_mixed_images(tmp_path, tiny_model):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    Image.fromarray(np.full((50, 70), 30000, np.uint16)).save(folder / "gray16.tif")
+    Image.fromarray(np.zeros((33, 47, 4), np.uint8)).save(folder / "rgba.png")
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(folder / "rgb.jpg")
+    (folder / "broken.png").write_bytes(b"not an image")
+    status = main(["predict", str(folder), "--model", str(tiny_model), "--out", str(tmp_path / "out")])
+    assert status == 2  # one unreadable file, the others done
+    for stem, shape in (("gray16", (50, 70)), ("rgba", (33, 47)), ("rgb", (40, 40))):
+        mask = np.asarray(Image.open(tmp_path / "out" / f"{stem}_mask.png"))
+        labels = np.asarray(Image.open(tmp_path / "out" / f"{stem}_labels.png"))
+        assert mask.shape == labels.shape == shape
+        assert mask.dtype == np.uint8 and set(np.unique(mask)) <= {0, 255}
+        assert labels.dtype == np.uint16
+    assert not (tmp_path / "out" / "broken_mask.png").exists()
+    with open(tmp_path / "out" / "objects.csv") as fh:
+        assert next(csv.reader(fh))[:3] == ["image", "label", "area"]
+
+
+def test_command_without_images(tmp_path, tiny_model):
+    (tmp_path / "empty").mkdir()
+    assert main(["predict", str(tmp_path / "empty"), "--model", str(tiny_model), "--out", str(tmp_path / "o")]) == 1
