@@ -1,8 +1,17 @@
-"""Stage train: fit the U-Net, keep the best weights, log every epoch with dvclive."""
+"""Stage train: fit the U-Net, keep the best weights, log every epoch with dvclive.
+
+A resumable checkpoint is kept at --resume while training runs; a killed run picks up from it.
+With train.processes > 1 the stage relaunches itself under torchrun.
+"""
+
+import contextlib
+import os
+import sys
 
 from dvclive import Live
 
 from nuclei_unet.cli import run_stage, stage_parser
+from nuclei_unet.distributed import inside_torchrun, relaunch_with_torchrun, shutdown
 from nuclei_unet.io import read_json
 from nuclei_unet.params import load_section, load_seed
 from nuclei_unet.prepare import load_prepared
@@ -14,11 +23,15 @@ def main(args) -> None:
     model_params = load_section(args.params, "model")
     params = load_section(args.params, "train")
     seed = load_seed(args.params)
+    if params.processes > 1 and not inside_torchrun():
+        relaunch_with_torchrun(params.processes, sys.argv)
     data = load_prepared(args.prepared)
     splits = read_json(args.split)
     tr, va = data.index(splits["train"]), data.index(splits["val"])
+    main_process = int(os.environ.get("RANK", "0")) == 0
     # metrics and plots are declared in dvc.yaml, so dvclive must not edit it
-    with Live(args.live, save_dvc_exp=False, dvcyaml=None) as live:
+    live = Live(args.live, save_dvc_exp=False, dvcyaml=None) if main_process else None
+    with live or contextlib.nullcontext():
         train(
             (data.images[tr], data.masks[tr]),
             (data.images[va], data.masks[va]),
@@ -27,9 +40,11 @@ def main(args) -> None:
             seed,
             args.model,
             live,
+            args.resume,
         )
+    shutdown()
 
 
 if __name__ == "__main__":
-    parser = stage_parser(__doc__, "prepared", "split", "model", "live")
+    parser = stage_parser(__doc__, "prepared", "split", "model", "live", "resume")
     run_stage("train", parser, main)

@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -110,3 +111,35 @@ def test_experiment_metrics_diff_and_plots(repo):
     html = (repo / "plots_html" / "index.html").read_text()
     for title in ("Loss", "Validation IoU and Dice", "DSB2018 score", "confusion_val.png"):
         assert title in html, title
+
+
+def test_remote_push_delete_pull(repo, tmp_path):
+    dvc = str(BIN / "dvc")
+    run([dvc, "remote", "add", "--local", "-d", "scratch", str(tmp_path / "remote")], repo)
+    run([dvc, "push"], repo)
+    # lose the cache and every output, then get them back from the remote
+    for path in (".dvc/cache", "data/raw", "data/prepared", "data/predictions", "models/model.pt"):
+        target = repo / path
+        shutil.rmtree(target) if target.is_dir() else target.unlink()
+    assert "deleted" in run([dvc, "status"], repo)
+    run([dvc, "pull"], repo)
+    assert "up to date" in run([dvc, "status"], repo)
+    assert (repo / "models/model.pt").is_file() and (repo / "data/prepared/dataset.npz").is_file()
+
+
+def test_queued_sweep_runs_two_at_a_time(repo):
+    dvc = str(BIN / "dvc")
+    for name, lr in (("lr-a", "0.002"), ("lr-b", "0.004")):
+        run([dvc, "exp", "run", "--queue", "-n", name, "-S", f"train.lr={lr}"], repo)
+    run([dvc, "queue", "start", "--jobs", "2"], repo)
+    deadline = time.time() + 480
+    while time.time() < deadline:
+        status = run([dvc, "queue", "status"], repo)
+        if not any(word in status for word in ("Queued", "Running")):
+            break
+        time.sleep(3)
+    assert "Failed" not in status, status
+    shown = json.dumps(json.loads(run([dvc, "exp", "show", "--json"], repo)))
+    for name in ("lr-a", "lr-b"):
+        assert f'"{name}"' in shown, name
+    assert '"lr": 0.004' in shown

@@ -31,6 +31,7 @@ PATH_ARGS = {
     "split": "split JSON",
     "model": "model file",
     "live": "dvclive folder for per-epoch metrics and plots",
+    "resume": "resumable training checkpoint (kept while training runs, not a DVC output)",
     "predictions": "predictions folder",
     "curve": "CSV of the DSB score against the IoU threshold",
     "metrics": "metrics JSON to write",

@@ -218,6 +218,7 @@ class TrainParams:
     patience: int | None = 2
     precision: Literal["fp32", "bf16", "auto"] = "fp32"
     threads: int = 0
+    processes: int = 1
 
     def check(self, where: str) -> None:
         _require(self.lr > 0, f"{where}.lr", f"must be > 0, got {self.lr}")
@@ -228,6 +229,7 @@ class TrainParams:
             self.patience is None or self.patience >= 1, f"{where}.patience", "must be >= 1 or null"
         )
         _require(self.threads >= 0, f"{where}.threads", "must be >= 0 (0 = all cores)")
+        _require(self.processes >= 1, f"{where}.processes", "must be >= 1")
 
 
 @dataclasses.dataclass(frozen=True)

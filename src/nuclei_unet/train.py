@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import hashlib
 import logging
 import math
+import random
 import time
 from pathlib import Path
 from typing import Protocol
@@ -12,9 +15,13 @@ from typing import Protocol
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DistributedSampler
 from tqdm import tqdm
 
 from .checkpoint import save_model
+from .distributed import Dist, init_from_env
+from .io import atomic_path
 from .metrics import per_image_iou_dice
 from .model import UNet, count_parameters
 from .params import ModelParams, TrainParams
@@ -101,18 +108,20 @@ def train_epoch(
     y: torch.Tensor,
     batch_size: int,
     dtype: torch.dtype,
-    generator: torch.Generator,
+    sampler: DistributedSampler,
+    group: Dist,
     desc: str,
 ) -> tuple[float, float]:
-    """One shuffled pass over ``x``; returns mean training loss and pixel accuracy."""
+    """One shuffled pass over this process's share of ``x``; returns the mean training loss and
+    pixel accuracy over all processes."""
     model.train()
     bce = nn.BCEWithLogitsLoss()
-    order = torch.randperm(len(x), generator=generator)
+    order = torch.tensor(list(iter(sampler)), dtype=torch.long)
     # accumulate on tensors: a float() per step would force a sync each batch
     loss_sum = torch.zeros((), dtype=torch.float64)
     correct = torch.zeros((), dtype=torch.float64)
-    batches = range(0, len(x), batch_size)
-    for start in tqdm(batches, desc=desc, unit="batch", leave=False):
+    batches = range(0, len(order), batch_size)
+    for start in tqdm(batches, desc=desc, unit="batch", leave=False, disable=not group.is_main):
         idx = order[start : start + batch_size]
         xb, yb = x[idx], y[idx]
         optimizer.zero_grad(set_to_none=True)
@@ -124,7 +133,8 @@ def train_epoch(
         with torch.no_grad():
             loss_sum += loss.detach().double() * len(idx)
             correct += ((logits.detach() > 0) == (yb > 0.5)).sum().double() / yb[0].numel()
-    return float(loss_sum) / len(x), float(correct) / len(x)
+    loss_total, correct_total, seen = group.sum([float(loss_sum), float(correct), float(len(order))])
+    return loss_total / seen, correct_total / seen
 
 
 @dataclasses.dataclass
@@ -149,6 +159,92 @@ class TrainResult:
         return float(np.median([h.train_seconds for h in self.history]))
 
 
+def data_fingerprint(*arrays: np.ndarray) -> str:
+    """sha256 of arrays' shapes and bytes: a resume checkpoint only fits the data it came from."""
+    digest = hashlib.sha256()
+    for array in arrays:
+        digest.update(str(array.shape).encode())
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
+
+
+@dataclasses.dataclass
+class LoopState:
+    """Everything the loop needs to go on after an interruption."""
+
+    epoch: int = 0  # last finished epoch
+    best_loss: float = math.inf
+    best_epoch: int = 0
+    wait: int = 0
+    best_state: dict | None = None
+    history: list[EpochStats] = dataclasses.field(default_factory=list)
+
+
+def _numpy_rng_state() -> dict:
+    # as tensors and numbers: weights_only loading refuses numpy arrays
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+            "has_gauss": int(has_gauss), "cached": float(cached)}
+
+
+def _set_numpy_rng_state(state: dict) -> None:
+    keys = state["keys"].numpy().astype(np.uint32)
+    np.random.set_state(("MT19937", keys, state["pos"], state["has_gauss"], state["cached"]))
+
+
+def save_resume(
+    path: Path, state: LoopState, model: nn.Module, optimizer: torch.optim.Optimizer,
+    fingerprint: str,
+) -> None:
+    """Write a resumable checkpoint atomically: weights, optimizer, loop state, RNG states."""
+    payload = {
+        "fingerprint": fingerprint,
+        "epoch": state.epoch,
+        "best_loss": state.best_loss,
+        "best_epoch": state.best_epoch,
+        "wait": state.wait,
+        "best_state": state.best_state,
+        "history": [dataclasses.asdict(h) for h in state.history],
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "torch_rng": torch.get_rng_state(),
+        "numpy_rng": _numpy_rng_state(),
+        "python_rng": repr(random.getstate()),
+    }
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def load_resume(
+    path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, fingerprint: str
+) -> LoopState | None:
+    """Restore a checkpoint written by :func:`save_resume` for the same params and data;
+    ``None`` when there is none or it belongs to another run."""
+    if not path.is_file():
+        return None
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    if payload["fingerprint"] != fingerprint:
+        log.info("ignoring %s: it belongs to other params or data", path)
+        return None
+    model.load_state_dict(payload["model"])
+    optimizer.load_state_dict(payload["optimizer"])
+    torch.set_rng_state(payload["torch_rng"])
+    _set_numpy_rng_state(payload["numpy_rng"])
+    random.setstate(ast.literal_eval(payload["python_rng"]))
+    return LoopState(
+        epoch=payload["epoch"], best_loss=payload["best_loss"], best_epoch=payload["best_epoch"],
+        wait=payload["wait"], best_state=payload["best_state"],
+        history=[EpochStats(**h) for h in payload["history"]],
+    )
+
+
+def _log_epoch(live: MetricLogger | None, stats: EpochStats) -> None:
+    if live is not None:
+        for name, value in dataclasses.asdict(stats).items():
+            live.log_metric(name, value)
+        live.next_step()
+
+
 def train(
     train_data: tuple[np.ndarray, np.ndarray],
     val_data: tuple[np.ndarray, np.ndarray],
@@ -157,78 +253,108 @@ def train(
     seed: int,
     model_path: str | Path,
     live: MetricLogger | None = None,
+    resume_path: str | Path | None = None,
 ) -> TrainResult:
     """Train a U-Net and write the weights of the best epoch (lowest val_loss) to ``model_path``.
 
     ``train_data`` and ``val_data`` are ``(images (N, H, W, 3) uint8, masks (N, H, W) 0/1)``.
+    With ``resume_path``, a checkpoint is written there after every epoch and a matching one is
+    resumed from, so a killed run ends with the same weights as an uninterrupted one; it is
+    removed when training ends. Under torchrun, each process trains on its share of every
+    batch (DistributedDataParallel) and only the first one logs and writes.
     """
     seed_everything(seed)
     threads = set_threads(params.threads)
     dtype = resolve_precision(params.precision)
     precision = "bf16" if dtype == torch.bfloat16 else "fp32"
+    group = init_from_env(torch.device("cpu"))
     x, y = to_tensors(*train_data)
     vx, vy = to_tensors(*val_data)
-    model = UNet(model_params.widths, model_params.dropouts).to(memory_format=torch.channels_last)
-    optimizer = make_optimizer(model, params)
-    n_params = count_parameters(model)
-    log.info(
-        "training a %s-parameter U-Net on %d images (%d validation), %s, %s, %d threads",
-        f"{n_params:,}", len(x), len(vx), params.optimizer, precision, threads,
+    net = UNet(model_params.widths, model_params.dropouts).to(memory_format=torch.channels_last)
+    model: nn.Module = DistributedDataParallel(net) if group.world > 1 else net
+    optimizer = make_optimizer(net, params)
+    n_params = count_parameters(net)
+    # the global batch stays train.batch_size whatever the number of processes
+    local_batch = max(1, params.batch_size // group.world)
+    sampler = DistributedSampler(
+        range(len(x)), num_replicas=group.world, rank=group.rank, shuffle=True, seed=seed
     )
-    generator = torch.Generator().manual_seed(seed)
-    best_loss, best_epoch, wait = math.inf, 0, 0
-    history: list[EpochStats] = []
-    for epoch in range(1, params.epochs + 1):
+    fingerprint = data_fingerprint(*train_data, *val_data) + repr((model_params, params, seed))
+    resume = Path(resume_path) if resume_path else None
+    state = (load_resume(resume, net, optimizer, fingerprint) if resume else None) or LoopState()
+    if group.is_main:
+        log.info(
+            "training a %s-parameter U-Net on %d images (%d validation), %s, %s, %d threads, "
+            "%d process(es)%s",
+            f"{n_params:,}", len(x), len(vx), params.optimizer, precision, threads, group.world,
+            f", resuming after epoch {state.epoch}" if state.epoch else "",
+        )
+        for stats in state.history:  # the resumed run's curves start at epoch 1
+            _log_epoch(live, stats)
+    stopped = params.patience is not None and state.wait >= params.patience
+    for epoch in range(state.epoch + 1, params.epochs + 1):
+        if stopped:
+            break
         start = time.perf_counter()
+        sampler.set_epoch(epoch)
         loss, acc = train_epoch(
-            model, optimizer, x, y, params.batch_size, dtype, generator, f"epoch {epoch}"
+            model, optimizer, x, y, local_batch, dtype, sampler, group, f"epoch {epoch}"
         )
         train_seconds = time.perf_counter() - start
+        # every process validates the same weights on the whole set: same numbers, no exchange
         val_loss, val_acc, val_iou, val_dice = evaluate_batches(
-            model, vx, vy, params.batch_size, dtype
+            net, vx, vy, params.batch_size, dtype
         )
         stats = EpochStats(
             loss, acc, val_loss, val_acc, val_iou, val_dice,
             time.perf_counter() - start, train_seconds,
         )
-        history.append(stats)
-        if live is not None:
-            for name, value in dataclasses.asdict(stats).items():
-                live.log_metric(name, value)
-            live.next_step()
-        improved = val_loss < best_loss
-        log.info(
-            "epoch %d/%d: loss %.4f acc %.4f | val_loss %.4f val_acc %.4f val_iou %.4f "
-            "val_dice %.4f | %.1f s%s",
-            epoch, params.epochs, loss, acc, val_loss, val_acc, val_iou, val_dice,
-            stats.seconds, " (best, saved)" if improved else "",
-        )
         if not math.isfinite(loss):
             raise FloatingPointError(f"training loss became {loss} at epoch {epoch}; lower train.lr")
+        state.history.append(stats)
+        state.epoch = epoch
+        improved = val_loss < state.best_loss
         if improved:
-            best_loss, best_epoch, wait = val_loss, epoch, 0
-            save_model(
-                model, model_path,
-                {"epoch": epoch, "val_loss": val_loss, "input_size": int(x.shape[-1])},
-            )
+            state.best_loss, state.best_epoch, state.wait = val_loss, epoch, 0
+            state.best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
         else:
-            wait += 1
-            if params.patience is not None and wait >= params.patience:
-                log.info("early stopping: val_loss did not improve for %d epochs", wait)
-                break
-    result = TrainResult(best_epoch, best_loss, len(history), history, n_params, precision)
-    if live is not None:
-        best = history[best_epoch - 1]
-        live.summary.update(
-            {
-                "best_epoch": best_epoch,
-                "best_val_loss": best.val_loss,
-                "best_val_iou": best.val_iou,
-                "best_val_dice": best.val_dice,
-                "epochs_run": result.epochs_run,
-                "seconds_per_epoch": result.seconds_per_epoch,
-                "train_img_per_s": len(x) / result.train_seconds_per_epoch,
-                "parameters": n_params,
-            }
+            state.wait += 1
+            stopped = params.patience is not None and state.wait >= params.patience
+        if group.is_main:
+            _log_epoch(live, stats)
+            log.info(
+                "epoch %d/%d: loss %.4f acc %.4f | val_loss %.4f val_acc %.4f val_iou %.4f "
+                "val_dice %.4f | %.1f s%s",
+                epoch, params.epochs, loss, acc, val_loss, val_acc, val_iou, val_dice,
+                stats.seconds, " (best)" if improved else "",
+            )
+            if stopped:
+                log.info("early stopping: val_loss did not improve for %d epochs", state.wait)
+            if resume is not None:
+                save_resume(resume, state, net, optimizer, fingerprint)
+    history = state.history
+    result = TrainResult(state.best_epoch, state.best_loss, len(history), history, n_params, precision)
+    if group.is_main:
+        net.load_state_dict(state.best_state)
+        save_model(
+            net, model_path,
+            {"epoch": state.best_epoch, "val_loss": state.best_loss, "input_size": int(x.shape[-1])},
         )
+        if live is not None:
+            best = history[state.best_epoch - 1]
+            live.summary.update(
+                {
+                    "best_epoch": state.best_epoch,
+                    "best_val_loss": best.val_loss,
+                    "best_val_iou": best.val_iou,
+                    "best_val_dice": best.val_dice,
+                    "epochs_run": result.epochs_run,
+                    "seconds_per_epoch": result.seconds_per_epoch,
+                    "train_img_per_s": len(x) / result.train_seconds_per_epoch,
+                    "parameters": n_params,
+                    "processes": group.world,
+                }
+            )
+        if resume is not None:
+            resume.unlink(missing_ok=True)
     return result

@@ -1,0 +1,74 @@
+"""Bad input: each case ends in one DataError naming the file and the problem."""
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from nuclei_unet.dataset import list_samples, load_instances
+from nuclei_unet.errors import DataError
+
+from conftest import write_sample
+
+
+def _one(tmp_path):
+    return list_samples(tmp_path)[0]
+
+
+def test_truncated_png(tmp_path):
+    write_sample(tmp_path, "a", np.full((64, 64, 3), 7, np.uint8), [np.ones((64, 64), bool)])
+    path = tmp_path / "a" / "images" / "a.png"
+    buf = io.BytesIO()
+    Image.fromarray((np.random.default_rng(0).random((64, 64, 3)) * 255).astype(np.uint8)).save(buf, "PNG")
+    path.write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    with pytest.raises(DataError, match=r"a/images/a.png: cannot decode image"):
+        load_instances(_one(tmp_path))
+
+
+def test_empty_mask_file(tmp_path):
+    write_sample(tmp_path, "a", np.zeros((16, 16, 3), np.uint8), [np.ones((16, 16), bool)])
+    (tmp_path / "a" / "masks" / "0.png").write_bytes(b"")
+    with pytest.raises(DataError, match=r"masks/0.png: cannot decode image"):
+        load_instances(_one(tmp_path))
+
+
+def test_all_black_mask_adds_no_nucleus(tmp_path):
+    masks = [np.zeros((16, 16), bool), np.pad(np.ones((4, 4), bool), 6)]
+    write_sample(tmp_path, "a", np.zeros((16, 16, 3), np.uint8), masks)
+    _, labels = load_instances(_one(tmp_path))
+    assert sorted(np.unique(labels)) == [0, 2] and (labels == 2).sum() == 16
+
+
+def test_overlapping_masks(tmp_path):
+    m1 = np.zeros((16, 16), bool)
+    m1[2:8, 2:8] = True
+    m2 = np.zeros((16, 16), bool)
+    m2[6:12, 6:12] = True
+    write_sample(tmp_path, "a", np.zeros((16, 16, 3), np.uint8), [m1, m2])
+    with pytest.raises(DataError, match=r"masks/1.png: mask overlaps an earlier mask"):
+        load_instances(_one(tmp_path))
+
+
+def test_sixteen_bit_image_and_mask(tmp_path):
+    (tmp_path / "a" / "images").mkdir(parents=True)
+    (tmp_path / "a" / "masks").mkdir()
+    Image.fromarray(np.full((16, 16), 65535, np.uint16)).save(tmp_path / "a" / "images" / "a.png")
+    mask = np.zeros((16, 16), np.uint16)
+    mask[4:8, 4:8] = 65535
+    Image.fromarray(mask).save(tmp_path / "a" / "masks" / "m.png")
+    image, labels = load_instances(_one(tmp_path))
+    assert image.dtype == np.uint8 and image.max() == 255
+    assert (labels == 1).sum() == 16
+
+
+def test_folder_without_its_image(tmp_path):
+    (tmp_path / "a" / "masks").mkdir(parents=True)
+    (tmp_path / "a" / "images").mkdir()
+    with pytest.raises(DataError, match=r"a: no image found \(expected images/a.png\)"):
+        list_samples(tmp_path)
+
+
+def test_no_images_at_all(tmp_path):
+    with pytest.raises(DataError, match="no image folders"):
+        list_samples(tmp_path)

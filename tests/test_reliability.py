@@ -1,0 +1,107 @@
+"""Interruption, determinism and multi-process training, through the train stage itself."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from nuclei_unet.io import write_json
+from nuclei_unet.params import PrepareParams, SplitParams, SyntheticParams
+from nuclei_unet.prepare import load_prepared, prepare_dataset
+from nuclei_unet.split import split_ids
+from nuclei_unet.synthetic import write_dataset
+
+from conftest import REPO
+
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    """A tiny prepared dataset, its split and a params file for quick training."""
+    root = tmp_path_factory.mktemp("train")
+    write_dataset(root / "raw", 3, SyntheticParams(count=16, min_nuclei=3, max_nuclei=10), 1)
+    prepare_dataset(root / "raw", root / "prepared", PrepareParams(size=32, workers=1))
+    write_json(root / "split.json", split_ids(load_prepared(root / "prepared").ids, SplitParams(n_test=2, val_fraction=0.25)))
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["model"] = {"widths": [8, 16, 32], "dropouts": [0.1, 0.1, 0.2]}
+    params["train"].update(epochs=12, batch_size=4, patience=None, threads=1)
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    return root
+
+
+def _train_cmd(root: Path, name: str, params: str = "params.yaml") -> list[str]:
+    return [sys.executable, str(REPO / "stages" / "train.py"), "--params", params,
+            "--prepared", "prepared", "--split", "split.json", "--model", f"{name}/model.pt",
+            "--live", f"{name}/live", "--resume", f"{name}/resume.pt"]
+
+
+def _env() -> dict:
+    return {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+
+
+def _weights(path: Path) -> dict:
+    return torch.load(path, weights_only=True)["state_dict"]
+
+
+def test_killed_run_resumes_to_the_same_weights(workdir):
+    subprocess.run(_train_cmd(workdir, "straight"), cwd=workdir, env=_env(), check=True,
+                   capture_output=True)
+    proc = subprocess.Popen(_train_cmd(workdir, "killed"), cwd=workdir, env=_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    resume = workdir / "killed" / "resume.pt"
+    deadline = time.time() + 120
+    # kill it once a few epochs are checkpointed
+    while time.time() < deadline:
+        if resume.is_file() and torch.load(resume, weights_only=True)["epoch"] >= 3:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL  # it really was interrupted, not finished
+    epoch_at_kill = torch.load(resume, weights_only=True)["epoch"]
+    assert 3 <= epoch_at_kill < 12
+    out = subprocess.run(_train_cmd(workdir, "killed"), cwd=workdir, env=_env(), check=True,
+                         capture_output=True, text=True)
+    assert f"resuming after epoch {epoch_at_kill}" in out.stderr
+    a, b = _weights(workdir / "straight" / "model.pt"), _weights(workdir / "killed" / "model.pt")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not resume.exists()  # removed once training ended
+    # the resumed run's curves hold every epoch, once
+    rows = (workdir / "killed" / "live" / "plots" / "metrics" / "val_loss.tsv").read_text().splitlines()
+    assert len(rows) == 1 + 12
+    straight = json.loads((workdir / "straight" / "live" / "metrics.json").read_text())
+    killed = json.loads((workdir / "killed" / "live" / "metrics.json").read_text())
+    assert killed["best_val_loss"] == straight["best_val_loss"]
+
+
+def test_same_params_same_metrics_twice(workdir):
+    for name in ("det1", "det2"):
+        subprocess.run(_train_cmd(workdir, name), cwd=workdir, env=_env(), check=True,
+                       capture_output=True)
+    m1 = json.loads((workdir / "det1" / "live" / "metrics.json").read_text())
+    m2 = json.loads((workdir / "det2" / "live" / "metrics.json").read_text())
+    for key in ("best_val_loss", "best_val_iou", "best_val_dice", "loss", "val_loss"):
+        assert m1[key] == m2[key], key
+
+
+def test_two_processes_with_ddp(workdir):
+    params = yaml.safe_load((workdir / "params.yaml").read_text())
+    params["train"].update(processes=2, epochs=3)
+    (workdir / "ddp.yaml").write_text(yaml.safe_dump(params))
+    out = subprocess.run(_train_cmd(workdir, "ddp", "ddp.yaml"), cwd=workdir, env=_env(),
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "2 process(es)" in out.stderr
+    metrics = json.loads((workdir / "ddp" / "live" / "metrics.json").read_text())
+    assert metrics["processes"] == 2 and metrics["epochs_run"] == 3
+    # only the main process logs: one row per epoch, not two
+    rows = (workdir / "ddp" / "live" / "plots" / "metrics" / "loss.tsv").read_text().splitlines()
+    assert len(rows) == 1 + 3
+    assert (workdir / "ddp" / "model.pt").is_file()
