@@ -239,6 +239,7 @@ class PredictParams:
     threshold: float = 0.5
     batch_size: int = 32
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["fp32", "bf16", "auto"] = "fp32"
     mode: Literal["resize", "tile"] = "resize"
     tile_size: int = 128
     tile_overlap: int = 32

@@ -40,10 +40,12 @@ def cpu_has_bf16(cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def resolve_precision(precision: str) -> torch.dtype:
-    """``fp32`` -> float32, ``bf16`` -> bfloat16, ``auto`` -> bf16 where the CPU has it."""
+def resolve_precision(precision: str, device: torch.device | str = "cpu") -> torch.dtype:
+    """``fp32`` -> float32, ``bf16`` -> bfloat16, ``auto`` -> bf16 on CUDA or where the CPU
+    has native bf16 (emulated bf16 on an AVX2 CPU is many times slower than fp32)."""
     if precision == "auto":
-        precision = "bf16" if cpu_has_bf16() else "fp32"
+        native = torch.device(device).type == "cuda" or cpu_has_bf16()
+        precision = "bf16" if native else "fp32"
     return torch.bfloat16 if precision == "bf16" else torch.float32
 
 

@@ -156,6 +156,7 @@ def predict_full_res(
     input_size: int,
     out_dir: str | Path,
     device: torch.device,
+    dtype: torch.dtype = torch.float32,
 ) -> None:
     """Segment ``samples`` at their original size into ``out_dir``: masks, instance labels,
     and a Kaggle ``submission.csv`` for them."""
@@ -164,7 +165,7 @@ def predict_full_res(
     model = model.to(device).eval()
     rows: list[tuple[str, str]] = []
     for sample in tqdm(samples, desc=f"full resolution ({options.mode})", unit="img"):
-        mask, labels = segment(model, read_image(sample.image), options, input_size, device)
+        mask, labels = segment(model, read_image(sample.image), options, input_size, device, dtype)
         save_segmentation(out_dir, sample.id, mask, labels)
         rows += submission_rows(sample.id, labels)
     write_submission(out_dir / SUBMISSION_FILE, rows)
