@@ -25,7 +25,9 @@ def main(args) -> None:
     with atomic_path(args.out) as out:
         out.mkdir()
         images = data.images[data.index(ids)]
-        probs = predict_probs(checkpoint.model, images, params.batch_size, device, dtype)
+        probs = predict_probs(
+            checkpoint.model, images, params.batch_size, device, dtype, tta=params.tta
+        )
         save_predictions(out / PREDICTIONS_FILE, ids, probs, threshold(probs, params.threshold))
         wanted = {k for split in params.full_res_splits for k in splits[split]}
         samples = [s for s in list_samples(args.raw) if s.id in wanted]

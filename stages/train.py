@@ -12,6 +12,7 @@ from dvclive import Live
 
 from nuclei_unet.cli import run_stage, stage_parser
 from nuclei_unet.distributed import inside_torchrun, relaunch_with_torchrun, shutdown
+from nuclei_unet.errors import ParamsError
 from nuclei_unet.io import read_json
 from nuclei_unet.params import load_section, load_seed
 from nuclei_unet.prepare import load_prepared
@@ -28,13 +29,18 @@ def main(args) -> None:
     data = load_prepared(args.prepared)
     splits = read_json(args.split)
     tr, va = data.index(splits["train"]), data.index(splits["val"])
+    if params.weight_map and data.weights is None:
+        raise ParamsError(
+            "train.weight_map: the prepared data has no weight maps (set prepare.weight_map: true)"
+        )
+    extra = [data.weights] if params.weight_map else []
     main_process = int(os.environ.get("RANK", "0")) == 0
     # metrics and plots are declared in dvc.yaml, so dvclive must not edit it
     live = Live(args.live, save_dvc_exp=False, dvcyaml=None) if main_process else None
     with live or contextlib.nullcontext():
         train(
-            (data.images[tr], data.masks[tr]),
-            (data.images[va], data.masks[va]),
+            (data.images[tr], data.masks[tr], *[a[tr] for a in extra]),
+            (data.images[va], data.masks[va], *[a[va] for a in extra]),
             model_params,
             params,
             seed,

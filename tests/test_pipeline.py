@@ -113,6 +113,22 @@ def test_experiment_metrics_diff_and_plots(repo):
         assert title in html, title
 
 
+def test_seed_recipe_and_nested_overrides(repo):
+    dvc = str(BIN / "dvc")
+    # the seed notebook's exact recipe is this one line
+    out = run([dvc, "exp", "run", "-n", "seed", "-S", "prepare.mask_rule=any"], repo)
+    assert "Running stage 'prepare'" in out and "Running stage 'evaluate'" in out
+    # nested keys and lists
+    run([dvc, "exp", "run", "-n", "nested", "-S", "train.augment.flip=true",
+         "-S", "model.dropouts=[0.0,0.1,0.0]", "-S", "train.loss=bce_dice",
+         "-S", "model.norm=batch", "-S", "train.scheduler=cosine"], repo)
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    assert params["train"]["augment"]["flip"] is True
+    assert params["model"]["dropouts"] == [0.0, 0.1, 0.0] and params["model"]["norm"] == "batch"
+    shown = json.dumps(json.loads(run([dvc, "exp", "show", "--json"], repo)))
+    assert '"seed"' in shown and '"nested"' in shown and '"mask_rule": "any"' in shown
+
+
 def test_remote_push_delete_pull(repo, tmp_path):
     dvc = str(BIN / "dvc")
     run([dvc, "remote", "add", "--local", "-d", "scratch", str(tmp_path / "remote")], repo)

@@ -17,6 +17,8 @@ def save_model(model: UNet, path: str | Path, extra: dict | None = None) -> None
     payload = {
         "widths": list(model.widths),
         "dropouts": list(model.dropouts),
+        "norm": model.norm,
+        "out_channels": model.out_channels,
         "state_dict": {k: v.detach().clone() for k, v in model.state_dict().items()},
     }
     payload.update(extra or {})
@@ -42,6 +44,9 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a bad file; all mean "unreadable"
         raise DataError(f"{path}: cannot load model ({exc.__class__.__name__})") from exc
-    model = UNet(payload["widths"], payload["dropouts"])
+    model = UNet(
+        payload["widths"], payload["dropouts"], norm=payload.get("norm", "none"),
+        out_channels=payload.get("out_channels", 1),
+    )
     model.load_state_dict(payload["state_dict"])
     return Checkpoint(model.eval(), int(payload.get("input_size", 128)), payload.get("epoch"))

@@ -25,17 +25,23 @@ def _he_normal_(weight: torch.Tensor) -> None:
     nn.init.trunc_normal_(weight, std=std, a=-2 * std, b=2 * std)
 
 
-class DoubleConv(nn.Module):
-    """(3x3 conv 'same' -> ReLU) -> dropout -> (3x3 conv 'same' -> ReLU)."""
+def _conv_unit(in_ch: int, out_ch: int, norm: str) -> list[nn.Module]:
+    """3x3 'same' conv [-> batch norm] -> ReLU."""
+    layers: list[nn.Module] = [nn.Conv2d(in_ch, out_ch, 3, padding=1)]
+    if norm == "batch":
+        layers.append(nn.BatchNorm2d(out_ch))
+    return layers + [nn.ReLU(inplace=True)]
 
-    def __init__(self, in_ch: int, out_ch: int, dropout: float) -> None:
+
+class DoubleConv(nn.Module):
+    """(3x3 conv 'same' [-> BN] -> ReLU) -> dropout -> (3x3 conv 'same' [-> BN] -> ReLU)."""
+
+    def __init__(self, in_ch: int, out_ch: int, dropout: float, norm: str = "none") -> None:
         super().__init__()
         self.block = nn.Sequential(
-            nn.Conv2d(in_ch, out_ch, 3, padding=1),
-            nn.ReLU(inplace=True),
+            *_conv_unit(in_ch, out_ch, norm),
             nn.Dropout(dropout),
-            nn.Conv2d(out_ch, out_ch, 3, padding=1),
-            nn.ReLU(inplace=True),
+            *_conv_unit(out_ch, out_ch, norm),
         )
         for module in self.block:
             if isinstance(module, nn.Conv2d):
@@ -50,10 +56,10 @@ class DoubleConv(nn.Module):
 class Down(nn.Module):
     """2x2 max pooling, then a double conv."""
 
-    def __init__(self, in_ch: int, out_ch: int, dropout: float) -> None:
+    def __init__(self, in_ch: int, out_ch: int, dropout: float, norm: str = "none") -> None:
         super().__init__()
         self.pool = nn.MaxPool2d(2)
-        self.conv = DoubleConv(in_ch, out_ch, dropout)
+        self.conv = DoubleConv(in_ch, out_ch, dropout, norm)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(N, in_ch, H, W)`` -> ``(N, out_ch, H/2, W/2)``."""
@@ -63,12 +69,12 @@ class Down(nn.Module):
 class Up(nn.Module):
     """2x2 stride-2 transposed conv, concatenation with the skip, then a double conv."""
 
-    def __init__(self, in_ch: int, out_ch: int, dropout: float) -> None:
+    def __init__(self, in_ch: int, out_ch: int, dropout: float, norm: str = "none") -> None:
         super().__init__()
         self.up = nn.ConvTranspose2d(in_ch, out_ch, kernel_size=2, stride=2)
         nn.init.xavier_uniform_(self.up.weight)  # Keras' default glorot_uniform
         nn.init.zeros_(self.up.bias)
-        self.conv = DoubleConv(2 * out_ch, out_ch, dropout)
+        self.conv = DoubleConv(2 * out_ch, out_ch, dropout, norm)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         """``(N, in_ch, H, W)`` and skip ``(N, out_ch, 2H, 2W)`` -> ``(N, out_ch, 2H, 2W)``."""
@@ -90,28 +96,37 @@ class OutConv(nn.Module):
 
 
 class UNet(nn.Module):
-    """U-Net over ``len(widths)`` levels; input sides must be multiples of ``2**(levels-1)``."""
+    """U-Net over ``len(widths)`` levels; input sides must be multiples of ``2**(levels-1)``.
+
+    ``norm="batch"`` adds batch norm after every 3x3 conv (the seed has none);
+    ``out_channels=2`` gives two-class logits for a softmax loss (see :func:`foreground_logit`).
+    """
 
     def __init__(
         self,
         widths: Sequence[int] = (16, 32, 64, 128, 256),
         dropouts: Sequence[float] = (0.1, 0.1, 0.2, 0.2, 0.3),
         in_channels: int = 3,
+        norm: str = "none",
+        out_channels: int = 1,
     ) -> None:
         super().__init__()
         if len(widths) != len(dropouts) or len(widths) < 2:
             raise ValueError("widths and dropouts need the same length, at least 2")
         self.widths = tuple(int(w) for w in widths)
         self.dropouts = tuple(float(d) for d in dropouts)
-        self.inc = DoubleConv(in_channels, widths[0], dropouts[0])
+        self.norm = norm
+        self.out_channels = out_channels
+        self.inc = DoubleConv(in_channels, widths[0], dropouts[0], norm)
         self.downs = nn.ModuleList(
-            Down(widths[i - 1], widths[i], dropouts[i]) for i in range(1, len(widths))
+            Down(widths[i - 1], widths[i], dropouts[i], norm) for i in range(1, len(widths))
         )
         # the decoder mirrors the encoder, reusing each level's dropout as the seed did
         self.ups = nn.ModuleList(
-            Up(widths[i], widths[i - 1], dropouts[i - 1]) for i in range(len(widths) - 1, 0, -1)
+            Up(widths[i], widths[i - 1], dropouts[i - 1], norm)
+            for i in range(len(widths) - 1, 0, -1)
         )
-        self.outc = OutConv(widths[0])
+        self.outc = OutConv(widths[0], out_channels)
 
     @property
     def divisor(self) -> int:
@@ -119,7 +134,7 @@ class UNet(nn.Module):
         return 2 ** (len(self.widths) - 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(N, C, H, W)`` float in [0, 1] -> ``(N, 1, H, W)`` logits."""
+        """``(N, C, H, W)`` float in [0, 1] -> ``(N, out_channels, H, W)`` logits."""
         if x.shape[-1] % self.divisor or x.shape[-2] % self.divisor:
             raise ValueError(
                 f"input {tuple(x.shape[-2:])} is not a multiple of {self.divisor} on each side"
@@ -131,6 +146,17 @@ class UNet(nn.Module):
         for up in self.ups:
             x = up(x, skips.pop())
         return self.outc(x)
+
+
+def foreground_logit(logits: torch.Tensor) -> torch.Tensor:
+    """``(N, 1 or 2, H, W)`` logits -> ``(N, 1, H, W)`` foreground logit.
+
+    With two classes, softmax's foreground probability is ``sigmoid(z1 - z0)``, so everything
+    downstream (sigmoid, ``> 0`` threshold) treats both heads alike.
+    """
+    if logits.shape[1] == 1:
+        return logits
+    return logits[:, 1:2] - logits[:, 0:1]
 
 
 def count_parameters(model: nn.Module) -> int:

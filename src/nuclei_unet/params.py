@@ -160,6 +160,9 @@ class PrepareParams:
     size: int = 128
     mask_rule: Literal["area", "any"] = "area"
     workers: int = 0
+    weight_map: bool = False
+    w0: float = 10.0
+    sigma: float = 5.0
 
     def check(self, where: str) -> None:
         _require(
@@ -168,6 +171,7 @@ class PrepareParams:
             f"must be a positive multiple of 16 (four 2x poolings), got {self.size}",
         )
         _require(self.workers >= 0, f"{where}.workers", "must be >= 0 (0 = all cores)")
+        _require(self.sigma > 0, f"{where}.sigma", "must be > 0")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -192,6 +196,7 @@ class ModelParams:
 
     widths: tuple[int, ...] = (16, 32, 64, 128, 256)
     dropouts: tuple[float, ...] = (0.1, 0.1, 0.2, 0.2, 0.3)
+    norm: Literal["none", "batch"] = "none"
 
     def check(self, where: str) -> None:
         _require(len(self.widths) >= 2, f"{where}.widths", "needs at least two levels")
@@ -207,18 +212,44 @@ class ModelParams:
 
 
 @dataclasses.dataclass(frozen=True)
+class AugmentParams:
+    """On-the-fly augmentation; every number 0 (and both switches false) is off."""
+
+    flip: bool = False
+    rot90: bool = False
+    elastic_sigma: float = 0.0  # px of displacement at a 256-px image, scaled to the size
+    rotate_deg: float = 0.0
+    scale: float = 0.0
+    brightness: float = 0.0
+    contrast: float = 0.0
+    gamma: float = 0.0
+    color: float = 0.0
+
+    def check(self, where: str) -> None:
+        for name in ("elastic_sigma", "rotate_deg", "scale", "brightness", "contrast", "gamma", "color"):
+            _require(getattr(self, name) >= 0, f"{where}.{name}", "must be >= 0")
+        _require(self.scale < 1, f"{where}.scale", "must be < 1")
+
+
+@dataclasses.dataclass(frozen=True)
 class TrainParams:
     """Optimiser, schedule and early stopping."""
 
     optimizer: Literal["adam", "sgd"] = "adam"
     lr: float = 1e-3
     momentum: float = 0.99
+    weight_decay: float = 0.0
+    scheduler: Literal["none", "cosine", "plateau"] = "none"
+    loss: Literal["bce", "bce_dice", "dice", "softmax_ce"] = "bce"
+    weight_map: bool = False
     batch_size: int = 16
     epochs: int = 40
     patience: int | None = 2
     precision: Literal["fp32", "bf16", "auto"] = "fp32"
     threads: int = 0
     processes: int = 1
+    workers: int = 0
+    augment: AugmentParams = dataclasses.field(default_factory=AugmentParams)
 
     def check(self, where: str) -> None:
         _require(self.lr > 0, f"{where}.lr", f"must be > 0, got {self.lr}")
@@ -230,6 +261,8 @@ class TrainParams:
         )
         _require(self.threads >= 0, f"{where}.threads", "must be >= 0 (0 = all cores)")
         _require(self.processes >= 1, f"{where}.processes", "must be >= 1")
+        _require(self.workers >= 0, f"{where}.workers", "must be >= 0")
+        _require(self.weight_decay >= 0, f"{where}.weight_decay", "must be >= 0")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -240,6 +273,7 @@ class PredictParams:
     batch_size: int = 32
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["fp32", "bf16", "auto"] = "fp32"
+    tta: bool = False
     mode: Literal["resize", "tile"] = "resize"
     tile_size: int = 128
     tile_overlap: int = 32

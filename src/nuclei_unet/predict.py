@@ -11,9 +11,12 @@ from tqdm import tqdm
 
 from .errors import DataError
 from .io import atomic_path
+from .model import foreground_logit
 from .runtime import autocast
 
 PREDICTIONS_FILE = "predictions.npz"
+# (quarter turns, horizontal flip first): the 8 symmetries of the square
+DIHEDRAL = [(k, flip) for flip in (False, True) for k in range(4)]
 
 
 @torch.inference_mode()
@@ -24,17 +27,28 @@ def predict_probs(
     device: torch.device | str = "cpu",
     dtype: torch.dtype = torch.float32,
     progress: bool = True,
+    tta: bool = False,
 ) -> np.ndarray:
-    """``(N, H, W, 3) uint8`` -> foreground probabilities ``(N, H, W) float32``."""
+    """``(N, H, W, 3) uint8`` -> foreground probabilities ``(N, H, W) float32``.
+
+    With ``tta``, the probabilities of the 8 flips and 90-degree rotations of each image are
+    averaged (each mapped back first).
+    """
     model = model.to(device, memory_format=torch.channels_last).eval()
     out = np.empty(images.shape[:3], dtype=np.float32)
     starts = range(0, len(images), batch_size)
     for start in tqdm(starts, desc="predict", unit="batch", disable=not progress):
         chunk = torch.from_numpy(images[start : start + batch_size]).to(device)
         x = chunk.permute(0, 3, 1, 2).float().div_(255.0).contiguous(memory_format=torch.channels_last)
-        with autocast(dtype, device):
-            logits = model(x)
-        out[start : start + len(chunk)] = torch.sigmoid(logits.float())[:, 0].cpu().numpy()
+        probs = torch.zeros(x.shape[0], 1, *x.shape[2:], device=device)
+        views = DIHEDRAL if tta else DIHEDRAL[:1]
+        for k, flip in views:
+            view = torch.rot90(x.flip(-1) if flip else x, k, dims=(-2, -1))
+            with autocast(dtype, device):
+                logits = foreground_logit(model(view)).float()
+            back = torch.rot90(torch.sigmoid(logits), -k, dims=(-2, -1))
+            probs += back.flip(-1) if flip else back
+        out[start : start + len(chunk)] = (probs / len(views))[:, 0].cpu().numpy()
     return out
 
 

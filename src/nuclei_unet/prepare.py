@@ -27,6 +27,7 @@ from .errors import DataError
 from .io import atomic_path, read_mask, write_png
 from .parallel import parallel_map
 from .params import PrepareParams
+from .weightmap import weight_map
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +96,7 @@ class Prepared:
     mask: np.ndarray  # (size, size) bool
     shape: tuple[int, int]  # original (H, W)
     n_nuclei: int
+    weights: np.ndarray | None  # (size, size) float32 weight map, when asked for
 
 
 def prepare_sample(sample: Sample, params: PrepareParams, labels_dir: Path) -> Prepared:
@@ -103,7 +105,13 @@ def prepare_sample(sample: Sample, params: PrepareParams, labels_dir: Path) -> P
     write_png(labels_dir / f"{sample.id}.png", labels)
     small = resize_image(image, params.size)
     mask = resize_mask(labels > 0, params.size, params.mask_rule)
-    return Prepared(small, mask, labels.shape, len(sample.masks))
+    weights = None
+    if params.weight_map:
+        small_labels = np.asarray(
+            Image.fromarray(labels).resize((params.size, params.size), Image.Resampling.NEAREST)
+        )
+        weights = weight_map(small_labels, params.w0, params.sigma)
+    return Prepared(small, mask, labels.shape, len(sample.masks), weights)
 
 
 def prepare_dataset(raw_dir: str | Path, out_dir: str | Path, params: PrepareParams) -> int:
@@ -111,7 +119,8 @@ def prepare_dataset(raw_dir: str | Path, out_dir: str | Path, params: PreparePar
 
     Writes ``out_dir/dataset.npz`` with ``ids (N,) str``, ``images (N, S, S, 3) uint8``,
     ``masks (N, S, S) uint8`` (0/1), ``shapes (N, 2) int32`` (original H, W) and
-    ``n_nuclei (N,) int32``, and ``out_dir/labels/<id>.png`` (uint16 instance labels, full size).
+    ``n_nuclei (N,) int32`` (and ``weights (N, S, S) float32``, the U-Net paper's weight map, with
+    ``params.weight_map``), and ``out_dir/labels/<id>.png`` (uint16 instance labels, full size).
     """
     samples = list_samples(raw_dir)
     log.info(
@@ -123,14 +132,16 @@ def prepare_dataset(raw_dir: str | Path, out_dir: str | Path, params: PreparePar
         labels_dir.mkdir(parents=True)
         job = partial(prepare_sample, params=params, labels_dir=labels_dir)
         results = parallel_map(job, samples, params.workers, "prepare")
-        np.savez(
-            tmp / DATASET_FILE,
-            ids=np.array([s.id for s in samples]),
-            images=np.stack([r.image for r in results]),
-            masks=np.stack([r.mask for r in results]).astype(np.uint8),
-            shapes=np.array([r.shape for r in results], dtype=np.int32),
-            n_nuclei=np.array([r.n_nuclei for r in results], dtype=np.int32),
-        )
+        arrays = {
+            "ids": np.array([s.id for s in samples]),
+            "images": np.stack([r.image for r in results]),
+            "masks": np.stack([r.mask for r in results]).astype(np.uint8),
+            "shapes": np.array([r.shape for r in results], dtype=np.int32),
+            "n_nuclei": np.array([r.n_nuclei for r in results], dtype=np.int32),
+        }
+        if params.weight_map:
+            arrays["weights"] = np.stack([r.weights for r in results])
+        np.savez(tmp / DATASET_FILE, **arrays)
     return len(samples)
 
 
@@ -143,6 +154,7 @@ class PreparedDataset:
     masks: np.ndarray
     shapes: np.ndarray
     n_nuclei: np.ndarray
+    weights: np.ndarray | None = None
 
     def index(self, ids: list[str]) -> np.ndarray:
         """Positions of ``ids`` in this dataset."""
@@ -162,4 +174,5 @@ def load_prepared(prepared_dir: str | Path) -> PreparedDataset:
             masks=z["masks"],
             shapes=z["shapes"],
             n_nuclei=z["n_nuclei"],
+            weights=z["weights"] if "weights" in z.files else None,
         )

@@ -40,6 +40,7 @@ class SegmentOptions:
     min_size: int = 10
     min_distance: int = 5
     batch_size: int = 16
+    tta: bool = False
 
     @classmethod
     def from_params(cls, params: PredictParams) -> SegmentOptions:
@@ -94,7 +95,7 @@ def predict_tiled(
     ys = tile_origins(padded.shape[0], tile, stride)
     xs = tile_origins(padded.shape[1], tile, stride)
     tiles = np.stack([padded[y : y + tile, x : x + tile] for y in ys for x in xs])
-    probs = predict_probs(model, tiles, options.batch_size, device, dtype, progress=False)
+    probs = predict_probs(model, tiles, options.batch_size, device, dtype, False, options.tta)
     window = blend_window(tile, options.tile_overlap)
     acc = np.zeros(padded.shape[:2], np.float32)
     weight = np.zeros(padded.shape[:2], np.float32)
@@ -117,7 +118,7 @@ def predict_full(
     if options.mode == "tile":
         return predict_tiled(model, image, options, device, dtype)
     small = resize_image(image, input_size)[None]
-    probs = predict_probs(model, small, 1, device, dtype, progress=False)[0]
+    probs = predict_probs(model, small, 1, device, dtype, False, options.tta)[0]
     return _resize_float(probs, image.shape[:2])
 
 

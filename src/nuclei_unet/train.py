@@ -10,20 +10,23 @@ import math
 import random
 import time
 from pathlib import Path
+from collections.abc import Callable
 from typing import Protocol
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DistributedSampler
+from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
+from .augment import AugmentedSet
 from .checkpoint import save_model
 from .distributed import Dist, init_from_env
 from .io import atomic_path
+from .losses import LOSSES, bce_loss, out_channels_for
 from .metrics import per_image_iou_dice
-from .model import UNet, count_parameters
+from .model import UNet, count_parameters, foreground_logit
 from .params import ModelParams, TrainParams
 from .runtime import autocast, resolve_precision, seed_everything, set_threads
 
@@ -31,6 +34,9 @@ log = logging.getLogger(__name__)
 
 # Keras' Adam epsilon (PyTorch's default is 1e-8); kept so the seed recipe is the seed's
 KERAS_ADAM_EPS = 1e-7
+
+
+LossFn = Callable[[torch.Tensor, torch.Tensor, "torch.Tensor | None"], torch.Tensor]
 
 
 class MetricLogger(Protocol):
@@ -55,8 +61,12 @@ def to_tensors(images: np.ndarray, masks: np.ndarray) -> tuple[torch.Tensor, tor
 def make_optimizer(model: nn.Module, params: TrainParams) -> torch.optim.Optimizer:
     """Adam (Keras epsilon) or SGD with momentum, as ``params.optimizer`` says."""
     if params.optimizer == "adam":
-        return torch.optim.Adam(model.parameters(), lr=params.lr, eps=KERAS_ADAM_EPS)
-    return torch.optim.SGD(model.parameters(), lr=params.lr, momentum=params.momentum)
+        return torch.optim.Adam(
+            model.parameters(), lr=params.lr, eps=KERAS_ADAM_EPS, weight_decay=params.weight_decay
+        )
+    return torch.optim.SGD(
+        model.parameters(), lr=params.lr, momentum=params.momentum, weight_decay=params.weight_decay
+    )
 
 
 @dataclasses.dataclass
@@ -71,31 +81,36 @@ class EpochStats:
     val_dice: float
     seconds: float  # the whole epoch, validation included
     train_seconds: float  # the training pass alone
+    lr: float = 0.0  # learning rate used in this epoch
 
 
 @torch.inference_mode()
 def evaluate_batches(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int, dtype: torch.dtype
+    model: nn.Module,
+    data: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None],
+    batch_size: int,
+    dtype: torch.dtype,
+    loss_fn: LossFn = bce_loss,
 ) -> tuple[float, float, float, float]:
-    """Mean BCE, pixel accuracy, and the seed's per-image foreground IoU and Dice at 0.5."""
+    """Mean loss, pixel accuracy, and the seed's per-image foreground IoU and Dice at 0.5."""
+    x, y, w = data
     model.eval()
     loss_sum, correct, ious, dices = 0.0, 0.0, [], []
-    bce = nn.BCEWithLogitsLoss(reduction="sum")
     for start in range(0, len(x), batch_size):
         xb, yb = x[start : start + batch_size], y[start : start + batch_size]
+        wb = w[start : start + batch_size] if w is not None else None
         with autocast(dtype):
             logits = model(xb)
         logits = logits.float()
-        loss_sum += float(bce(logits, yb))
-        pred = logits > 0  # sigmoid(z) > 0.5  <=>  z > 0
+        loss_sum += float(loss_fn(logits, yb, wb)) * len(xb)
+        pred = foreground_logit(logits) > 0  # sigmoid(z) > 0.5  <=>  z > 0
         correct += float((pred == (yb > 0.5)).sum())
         iou, dice = per_image_iou_dice(pred[:, 0].numpy(), yb[:, 0].numpy() > 0.5)
         ious.append(iou)
         dices.append(dice)
-    n = y.numel()
     return (
-        loss_sum / n,
-        correct / n,
+        loss_sum / len(x),
+        correct / y.numel(),
         float(np.concatenate(ious).mean()),
         float(np.concatenate(dices).mean()),
     )
@@ -104,37 +119,45 @@ def evaluate_batches(
 def train_epoch(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    batch_size: int,
+    loader: DataLoader,
     dtype: torch.dtype,
-    sampler: DistributedSampler,
+    loss_fn: LossFn,
     group: Dist,
     desc: str,
 ) -> tuple[float, float]:
-    """One shuffled pass over this process's share of ``x``; returns the mean training loss and
-    pixel accuracy over all processes."""
+    """One pass over this process's share of the (augmented) batches; returns the mean
+    training loss and pixel accuracy over all processes."""
     model.train()
-    bce = nn.BCEWithLogitsLoss()
-    order = torch.tensor(list(iter(sampler)), dtype=torch.long)
     # accumulate on tensors: a float() per step would force a sync each batch
     loss_sum = torch.zeros((), dtype=torch.float64)
     correct = torch.zeros((), dtype=torch.float64)
-    batches = range(0, len(order), batch_size)
-    for start in tqdm(batches, desc=desc, unit="batch", leave=False, disable=not group.is_main):
-        idx = order[start : start + batch_size]
-        xb, yb = x[idx], y[idx]
+    seen = 0
+    for batch in tqdm(loader, desc=desc, unit="batch", leave=False, disable=not group.is_main):
+        xb = batch[0].contiguous(memory_format=torch.channels_last)
+        yb = batch[1]
+        wb = batch[2] if len(batch) > 2 else None
         optimizer.zero_grad(set_to_none=True)
         with autocast(dtype):
             logits = model(xb)
-        loss = bce(logits.float(), yb)
+        loss = loss_fn(logits.float(), yb, wb)
         loss.backward()
         optimizer.step()
         with torch.no_grad():
-            loss_sum += loss.detach().double() * len(idx)
-            correct += ((logits.detach() > 0) == (yb > 0.5)).sum().double() / yb[0].numel()
-    loss_total, correct_total, seen = group.sum([float(loss_sum), float(correct), float(len(order))])
-    return loss_total / seen, correct_total / seen
+            loss_sum += loss.detach().double() * len(xb)
+            pred = foreground_logit(logits.detach()) > 0
+            correct += (pred == (yb > 0.5)).sum().double() / yb[0].numel()
+        seen += len(xb)
+    loss_total, correct_total, n = group.sum([float(loss_sum), float(correct), float(seen)])
+    return loss_total / n, correct_total / n
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, params: TrainParams):
+    """The learning-rate schedule, stepped once per epoch; ``None`` for a constant rate."""
+    if params.scheduler == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=params.epochs)
+    if params.scheduler == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=2)
+    return None
 
 
 @dataclasses.dataclass
@@ -194,7 +217,7 @@ def _set_numpy_rng_state(state: dict) -> None:
 
 def save_resume(
     path: Path, state: LoopState, model: nn.Module, optimizer: torch.optim.Optimizer,
-    fingerprint: str,
+    scheduler, fingerprint: str,
 ) -> None:
     """Write a resumable checkpoint atomically: weights, optimizer, loop state, RNG states."""
     payload = {
@@ -207,6 +230,7 @@ def save_resume(
         "history": [dataclasses.asdict(h) for h in state.history],
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
         "torch_rng": torch.get_rng_state(),
         "numpy_rng": _numpy_rng_state(),
         "python_rng": repr(random.getstate()),
@@ -216,7 +240,7 @@ def save_resume(
 
 
 def load_resume(
-    path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, fingerprint: str
+    path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler, fingerprint: str
 ) -> LoopState | None:
     """Restore a checkpoint written by :func:`save_resume` for the same params and data;
     ``None`` when there is none or it belongs to another run."""
@@ -228,6 +252,8 @@ def load_resume(
         return None
     model.load_state_dict(payload["model"])
     optimizer.load_state_dict(payload["optimizer"])
+    if scheduler is not None:
+        scheduler.load_state_dict(payload["scheduler"])
     torch.set_rng_state(payload["torch_rng"])
     _set_numpy_rng_state(payload["numpy_rng"])
     random.setstate(ast.literal_eval(payload["python_rng"]))
@@ -246,8 +272,8 @@ def _log_epoch(live: MetricLogger | None, stats: EpochStats) -> None:
 
 
 def train(
-    train_data: tuple[np.ndarray, np.ndarray],
-    val_data: tuple[np.ndarray, np.ndarray],
+    train_data: tuple[np.ndarray, ...],
+    val_data: tuple[np.ndarray, ...],
     model_params: ModelParams,
     params: TrainParams,
     seed: int,
@@ -257,7 +283,8 @@ def train(
 ) -> TrainResult:
     """Train a U-Net and write the weights of the best epoch (lowest val_loss) to ``model_path``.
 
-    ``train_data`` and ``val_data`` are ``(images (N, H, W, 3) uint8, masks (N, H, W) 0/1)``.
+    ``train_data`` and ``val_data`` are ``(images (N, H, W, 3) uint8, masks (N, H, W) 0/1)``,
+    plus ``weights (N, H, W) float32`` when ``params.weight_map`` is set.
     With ``resume_path``, a checkpoint is written there after every epoch and a matching one is
     resumed from, so a killed run ends with the same weights as an uninterrupted one; it is
     removed when training ends. Under torchrun, each process trains on its share of every
@@ -268,20 +295,32 @@ def train(
     dtype = resolve_precision(params.precision)
     precision = "bf16" if dtype == torch.bfloat16 else "fp32"
     group = init_from_env(torch.device("cpu"))
-    x, y = to_tensors(*train_data)
-    vx, vy = to_tensors(*val_data)
-    net = UNet(model_params.widths, model_params.dropouts).to(memory_format=torch.channels_last)
+    x, y = to_tensors(*train_data[:2])
+    vx, vy = to_tensors(*val_data[:2])
+    w = torch.from_numpy(train_data[2].astype(np.float32))[:, None] if params.weight_map else None
+    vw = torch.from_numpy(val_data[2].astype(np.float32))[:, None] if params.weight_map else None
+    loss_fn = LOSSES[params.loss]
+    net = UNet(
+        model_params.widths, model_params.dropouts, norm=model_params.norm,
+        out_channels=out_channels_for(params.loss),
+    ).to(memory_format=torch.channels_last)
     model: nn.Module = DistributedDataParallel(net) if group.world > 1 else net
     optimizer = make_optimizer(net, params)
+    scheduler = make_scheduler(optimizer, params)
     n_params = count_parameters(net)
     # the global batch stays train.batch_size whatever the number of processes
     local_batch = max(1, params.batch_size // group.world)
     sampler = DistributedSampler(
         range(len(x)), num_replicas=group.world, rank=group.rank, shuffle=True, seed=seed
     )
+    dataset = AugmentedSet(x, y, w, params.augment, seed)
+    loader = DataLoader(
+        dataset, batch_size=local_batch, sampler=sampler, num_workers=params.workers
+    )
     fingerprint = data_fingerprint(*train_data, *val_data) + repr((model_params, params, seed))
     resume = Path(resume_path) if resume_path else None
-    state = (load_resume(resume, net, optimizer, fingerprint) if resume else None) or LoopState()
+    state = (load_resume(resume, net, optimizer, scheduler, fingerprint) if resume else None)
+    state = state or LoopState()
     if group.is_main:
         log.info(
             "training a %s-parameter U-Net on %d images (%d validation), %s, %s, %d threads, "
@@ -297,17 +336,21 @@ def train(
             break
         start = time.perf_counter()
         sampler.set_epoch(epoch)
-        loss, acc = train_epoch(
-            model, optimizer, x, y, local_batch, dtype, sampler, group, f"epoch {epoch}"
-        )
+        dataset.set_epoch(epoch)
+        lr = optimizer.param_groups[0]["lr"]
+        loss, acc = train_epoch(model, optimizer, loader, dtype, loss_fn, group, f"epoch {epoch}")
         train_seconds = time.perf_counter() - start
         # every process validates the same weights on the whole set: same numbers, no exchange
         val_loss, val_acc, val_iou, val_dice = evaluate_batches(
-            net, vx, vy, params.batch_size, dtype
+            net, (vx, vy, vw), params.batch_size, dtype, loss_fn
         )
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            scheduler.step(val_loss)
+        elif scheduler is not None:
+            scheduler.step()
         stats = EpochStats(
             loss, acc, val_loss, val_acc, val_iou, val_dice,
-            time.perf_counter() - start, train_seconds,
+            time.perf_counter() - start, train_seconds, lr,
         )
         if not math.isfinite(loss):
             raise FloatingPointError(f"training loss became {loss} at epoch {epoch}; lower train.lr")
@@ -331,7 +374,7 @@ def train(
             if stopped:
                 log.info("early stopping: val_loss did not improve for %d epochs", state.wait)
             if resume is not None:
-                save_resume(resume, state, net, optimizer, fingerprint)
+                save_resume(resume, state, net, optimizer, scheduler, fingerprint)
     history = state.history
     result = TrainResult(state.best_epoch, state.best_loss, len(history), history, n_params, precision)
     if group.is_main:
