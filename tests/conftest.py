@@ -26,6 +26,19 @@ def disc(shape: tuple[int, int], centre: tuple[float, float], radius: float) -> 
     return (yy - centre[0]) ** 2 + (xx - centre[1]) ** 2 <= radius**2
 
 
+def squares(n: int, seed: int, size: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` images ``(size, size, 3) uint8`` with one bright 6x6 square on dark noise, and their
+    masks ``(size, size)`` 0/1: learnable in a few epochs."""
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 30, size=(n, size, size, 3)).astype(np.uint8)
+    masks = np.zeros((n, size, size), np.uint8)
+    for i in range(n):
+        y, x = rng.integers(0, size - 6, size=2)
+        masks[i, y : y + 6, x : x + 6] = 1
+        images[i, y : y + 6, x : x + 6] = 220
+    return images, masks
+
+
 @pytest.fixture
 def tiny_dsb(tmp_path: Path) -> Path:
     """Three RGBA images of different sizes, each with two or three disc nuclei."""

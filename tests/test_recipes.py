@@ -14,7 +14,7 @@ from nuclei_unet.predict import predict_probs
 from nuclei_unet.train import train
 from nuclei_unet.weightmap import class_weights, weight_map
 
-from conftest import disc
+from conftest import disc, squares
 
 # --- weight map -------------------------------------------------------------------------
 
@@ -152,15 +152,8 @@ def test_batch_norm_adds_parameters():
 
 
 def _data(n, seed):
-    rng = np.random.default_rng(seed)
-    images = rng.integers(0, 30, size=(n, 16, 16, 3)).astype(np.uint8)
-    masks = np.zeros((n, 16, 16), np.uint8)
-    for i in range(n):
-        r, c = rng.integers(0, 10, size=2)
-        masks[i, r : r + 6, c : c + 6] = 1
-        images[i, r : r + 6, c : c + 6] = 220
-    weights = np.stack([weight_map(m.astype(int)) for m in masks])
-    return images, masks, weights
+    images, masks = squares(n, seed)
+    return images, masks, np.stack([weight_map(m.astype(int)) for m in masks])
 
 
 @pytest.mark.parametrize("loss", ["bce_dice", "dice", "softmax_ce"])

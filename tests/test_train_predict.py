@@ -10,19 +10,9 @@ from nuclei_unet.predict import predict_probs, threshold
 from nuclei_unet.runtime import cpu_has_bf16, resolve_precision
 from nuclei_unet.train import KERAS_ADAM_EPS, make_optimizer, train
 
+from conftest import squares
+
 TINY = ModelParams(widths=(4, 8), dropouts=(0.0, 0.0))
-
-
-def _data(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Bright squares on dark: learnable in a few epochs."""
-    rng = np.random.default_rng(seed)
-    images = rng.integers(0, 30, size=(n, 16, 16, 3)).astype(np.uint8)
-    masks = np.zeros((n, 16, 16), np.uint8)
-    for i in range(n):
-        y, x = rng.integers(0, 10, size=2)
-        masks[i, y : y + 6, x : x + 6] = 1
-        images[i, y : y + 6, x : x + 6] = 220
-    return images, masks
 
 
 class Recorder:
@@ -42,7 +32,7 @@ class Recorder:
 def test_training_learns_logs_and_keeps_the_best(tmp_path):
     params = TrainParams(lr=0.01, batch_size=4, epochs=8, patience=None)
     live = Recorder()
-    result = train(_data(16, 0), _data(8, 1), TINY, params, 0, tmp_path / "m.pt", live)
+    result = train(squares(16, 0), squares(8, 1), TINY, params, 0, tmp_path / "m.pt", live)
     assert result.epochs_run == 8 and len(live.rows) == 8
     assert set(live.rows[0]) >= {"loss", "accuracy", "val_loss", "val_accuracy", "val_iou", "val_dice"}
     assert live.rows[-1]["loss"] < live.rows[0]["loss"]
@@ -56,14 +46,14 @@ def test_training_learns_logs_and_keeps_the_best(tmp_path):
 def test_early_stopping_stops_after_patience(tmp_path):
     # lr 0 never improves after epoch 1: patience 2 ends the run at epoch 3
     params = TrainParams(optimizer="sgd", lr=1e-12, momentum=0.0, batch_size=4, epochs=10, patience=2)
-    result = train(_data(8, 0), _data(4, 1), TINY, params, 0, tmp_path / "m.pt")
+    result = train(squares(8, 0), squares(4, 1), TINY, params, 0, tmp_path / "m.pt")
     assert result.epochs_run == 3 and result.best_epoch == 1
 
 
 def test_same_seed_same_weights(tmp_path):
     params = TrainParams(batch_size=4, epochs=2, patience=None)
     for name in ("a.pt", "b.pt"):
-        train(_data(8, 0), _data(4, 1), TINY, params, 5, tmp_path / name)
+        train(squares(8, 0), squares(4, 1), TINY, params, 5, tmp_path / name)
     a = torch.load(tmp_path / "a.pt", weights_only=True)["state_dict"]
     b = torch.load(tmp_path / "b.pt", weights_only=True)["state_dict"]
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -79,11 +69,11 @@ def test_optimizers():
 
 def test_predict_and_threshold_roundtrip(tmp_path):
     params = TrainParams(lr=0.01, batch_size=4, epochs=6, patience=None)
-    train(_data(16, 0), _data(8, 1), TINY, params, 0, tmp_path / "m.pt")
+    train(squares(16, 0), squares(8, 1), TINY, params, 0, tmp_path / "m.pt")
     checkpoint = load_checkpoint(tmp_path / "m.pt")
     assert checkpoint.input_size == 16
     model = checkpoint.model
-    images, masks = _data(6, 2)
+    images, masks = squares(6, 2)
     probs = predict_probs(model, images, batch_size=4)
     assert probs.shape == (6, 16, 16) and probs.dtype == np.float32
     assert 0.0 <= probs.min() and probs.max() <= 1.0
