@@ -1,4 +1,5 @@
-"""Training loop: BCE on logits, Adam or SGD, early stopping on val_loss, dvclive logging."""
+"""Training loop: the chosen loss on logits, Adam or SGD with an optional schedule, on-the-fly
+augmentation, early stopping on val_loss, resumable checkpoints, DDP, dvclive logging."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ import logging
 import math
 import random
 import time
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
