@@ -19,14 +19,14 @@ import time
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DistributedSampler
 
 from nuclei_unet.distributed import Dist
 from nuclei_unet.model import UNet
 from nuclei_unet.params import TrainParams
 from nuclei_unet.predict import predict_probs
 from nuclei_unet.runtime import resolve_precision, set_threads
-from nuclei_unet.train import make_optimizer, to_tensors, train_epoch
+from nuclei_unet.losses import LOSSES
+from nuclei_unet.train import make_loader, make_optimizer, to_tensors, train_epoch
 
 # forward FLOPs of the seed model at 128x128 (2 per multiply-add); training costs about 3x
 FORWARD_GFLOP = 1.52
@@ -61,10 +61,10 @@ def main() -> None:
     ours = UNet().to(memory_format=torch.channels_last)
     x, y = to_tensors(images, masks)
     optimizer = make_optimizer(ours, params)
-    sampler = DistributedSampler(range(len(x)), num_replicas=1, rank=0, shuffle=True, seed=0)
+    loader = make_loader(x, y, None, params, 0, Dist())
 
     def our_epoch() -> None:
-        train_epoch(ours, optimizer, x, y, args.batch_size, dtype, sampler, Dist(), "bench")
+        train_epoch(ours, optimizer, loader, dtype, LOSSES[params.loss], Dist(), "bench")
 
     reference = UNet()
     ref_x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(255).contiguous()

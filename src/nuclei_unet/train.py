@@ -152,6 +152,23 @@ def train_epoch(
     return loss_total / n, correct_total / n
 
 
+def make_loader(
+    x: torch.Tensor, y: torch.Tensor, w: torch.Tensor | None, params: TrainParams, seed: int,
+    group: Dist,
+) -> DataLoader:
+    """Shuffled, augmented batches of this process's share of the training set.
+
+    The global batch stays ``params.batch_size`` whatever the number of processes. Call
+    ``loader.sampler.set_epoch(e)`` and ``loader.dataset.set_epoch(e)`` before each epoch.
+    """
+    sampler = DistributedSampler(
+        range(len(x)), num_replicas=group.world, rank=group.rank, shuffle=True, seed=seed
+    )
+    dataset = AugmentedSet(x, y, w, params.augment, seed)
+    local_batch = max(1, params.batch_size // group.world)
+    return DataLoader(dataset, batch_size=local_batch, sampler=sampler, num_workers=params.workers)
+
+
 def make_scheduler(optimizer: torch.optim.Optimizer, params: TrainParams):
     """The learning-rate schedule, stepped once per epoch; ``None`` for a constant rate."""
     if params.scheduler == "cosine":
@@ -309,15 +326,7 @@ def train(
     optimizer = make_optimizer(net, params)
     scheduler = make_scheduler(optimizer, params)
     n_params = count_parameters(net)
-    # the global batch stays train.batch_size whatever the number of processes
-    local_batch = max(1, params.batch_size // group.world)
-    sampler = DistributedSampler(
-        range(len(x)), num_replicas=group.world, rank=group.rank, shuffle=True, seed=seed
-    )
-    dataset = AugmentedSet(x, y, w, params.augment, seed)
-    loader = DataLoader(
-        dataset, batch_size=local_batch, sampler=sampler, num_workers=params.workers
-    )
+    loader = make_loader(x, y, w, params, seed, group)
     fingerprint = data_fingerprint(*train_data, *val_data) + repr((model_params, params, seed))
     resume = Path(resume_path) if resume_path else None
     state = (load_resume(resume, net, optimizer, scheduler, fingerprint) if resume else None)
@@ -336,8 +345,8 @@ def train(
         if stopped:
             break
         start = time.perf_counter()
-        sampler.set_epoch(epoch)
-        dataset.set_epoch(epoch)
+        loader.sampler.set_epoch(epoch)
+        loader.dataset.set_epoch(epoch)
         lr = optimizer.param_groups[0]["lr"]
         loss, acc = train_epoch(model, optimizer, loader, dtype, loss_fn, group, f"epoch {epoch}")
         train_seconds = time.perf_counter() - start
