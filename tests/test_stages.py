@@ -21,7 +21,7 @@ def test_unknown_optimizer_fails_before_reading_data(tmp_path):
     params["train"]["optimizer"] = "adamw"
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     proc = _stage("train", "--prepared", "nowhere", "--split", "nowhere.json", "--model",
-                  "m.pt", "--live", "live", cwd=tmp_path)
+                  "m.pt", "--live", "live", "--resume", "r.pt", cwd=tmp_path)
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines()[-1] == (
         "[train] error: train.optimizer: 'adamw' is not one of adam, sgd"
