@@ -1,6 +1,5 @@
 """Mask merging, the two mask rules, image reading, the prepared dataset."""
 
-from pathlib import Path
 
 import numpy as np
 import pytest
