@@ -19,6 +19,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .checkpoint import load_checkpoint
+from .dataset import IMAGE_SUFFIXES
 from .errors import NucleiError
 from .io import read_image
 from .objects import ObjectsTable
@@ -26,8 +27,6 @@ from .runtime import resolve_device
 from .segment import SegmentOptions, save_segmentation, segment
 
 log = logging.getLogger("nuclei_unet")
-
-IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
 
 
 def find_images(inputs: Sequence[str]) -> list[Path]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import logging
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from .dsb import THRESHOLDS, image_scores
+from . import io
 from .io import atomic_path, read_labels, write_json, write_png
 from .metrics import per_image_iou_dice, summarize
 from .params import EvaluateParams
@@ -59,11 +59,7 @@ def per_image_rows(
 
 def write_csv(path: str | Path, rows: list[dict]) -> None:
     """Write ``rows`` with :data:`CSV_FIELDS` as columns, atomically."""
-    with atomic_path(path) as tmp:
-        with open(tmp, "w", newline="", encoding="utf-8") as fh:
-            writer = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
-            writer.writeheader()
-            writer.writerows(rows)
+    io.write_csv(path, CSV_FIELDS, rows)
 
 
 def full_res_scores(
@@ -100,12 +96,10 @@ def full_res_scores(
 
 def write_curve(path: str | Path, curves: dict[str, list[float]]) -> None:
     """The DSB score against the IoU threshold, one column per split, as CSV."""
-    with atomic_path(path) as tmp:
-        with open(tmp, "w", newline="", encoding="utf-8") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(["threshold", *curves])
-            for i, t in enumerate(THRESHOLDS):
-                writer.writerow([f"{t:.2f}", *(round(c[i], 6) for c in curves.values())])
+    rows = [
+        [f"{t:.2f}", *(round(c[i], 6) for c in curves.values())] for i, t in enumerate(THRESHOLDS)
+    ]
+    io.write_csv(path, ["threshold", *curves], rows)
 
 
 def pick_samples(ids: list[str], n: int) -> list[int]:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import numpy as np
 from skimage.measure import regionprops
 
-from .io import atomic_path
+from .io import write_csv
 
 FIELDS = (
     "image", "label", "area", "centroid_y", "centroid_x",
@@ -42,8 +41,4 @@ class ObjectsTable:
 
     def write(self, path: str | Path) -> None:
         """Write the table as CSV, atomically."""
-        with atomic_path(path) as tmp:
-            with open(tmp, "w", newline="", encoding="utf-8") as fh:
-                writer = csv.DictWriter(fh, fieldnames=FIELDS)
-                writer.writeheader()
-                writer.writerows(self.rows)
+        write_csv(path, FIELDS, self.rows)

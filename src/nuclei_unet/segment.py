@@ -5,7 +5,6 @@ Shared by the predict stage and the ``nuclei-unet predict`` command.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from tqdm import tqdm
 from .dataset import Sample
 from .dsb import submission_rows
 from .instances import split_instances
-from .io import atomic_path, read_image, write_png
+from .io import read_image, write_csv, write_png
 from .params import PredictParams
 from .predict import predict_probs
 from .prepare import resize_image
@@ -143,11 +142,7 @@ def save_segmentation(out_dir: Path, stem: str, mask: np.ndarray, labels: np.nda
 
 def write_submission(path: str | Path, rows: list[tuple[str, str]]) -> None:
     """A Kaggle DSB2018 submission: ``ImageId,EncodedPixels``, one row per nucleus."""
-    with atomic_path(path) as tmp:
-        with open(tmp, "w", newline="", encoding="utf-8") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(["ImageId", "EncodedPixels"])
-            writer.writerows(rows)
+    write_csv(path, ["ImageId", "EncodedPixels"], rows)
 
 
 def predict_full_res(
