@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from .errors import DataError
+from .png import decode_gray8, encode_gray
 
 
 @contextlib.contextmanager
@@ -152,10 +153,27 @@ def read_mask_box(path: str | Path) -> tuple[tuple[int, int], tuple[int, int, in
     """Read a single-nucleus mask as its size, bounding box and the cropped mask.
 
     Returns ``((H, W), (top, left, bottom, right) or None when empty, (h, w) bool crop)``.
-    Cropping in PIL avoids several full-image numpy passes per mask: a large image can have
-    hundreds of masks, each as big as the image.
+    8-bit gray PNGs (nearly every DSB mask) go through the fast decoder in :mod:`.png`; any
+    other file through PIL, cropped there, which avoids several full-image numpy passes per
+    mask (a large image can have hundreds of masks, each as big as the image).
     """
-    im = _load(Path(path))
+    path = Path(path)
+    try:
+        pixels = decode_gray8(path.read_bytes())
+    except FileNotFoundError as exc:
+        raise DataError(f"{path}: file not found") from exc
+    except ValueError as exc:
+        raise DataError(f"{path}: cannot decode image ({exc})") from exc
+    if pixels is not None:
+        size = pixels.shape
+        rows = np.flatnonzero(pixels.max(axis=1))  # max: ~10x faster than flatnonzero(pixels)
+        if rows.size == 0:
+            return size, None, np.zeros((0, 0), bool)
+        top, bottom = int(rows[0]), int(rows[-1]) + 1
+        cols = np.flatnonzero(pixels[top:bottom].max(axis=0))
+        left, right = int(cols[0]), int(cols[-1]) + 1
+        return size, (top, left, bottom, right), pixels[top:bottom, left:right] > 0
+    im = _load(path)
     if im.mode not in ("1", "L", "I;16", "I"):
         im = im.convert("L")  # RGB(A) or palette masks: any non-black pixel is the nucleus
     box = im.getbbox()  # bounding box of the non-zero pixels, computed in C
@@ -169,6 +187,8 @@ def read_mask_box(path: str | Path) -> tuple[tuple[int, int], tuple[int, int, in
 
 def write_png(path: str | Path, arr: np.ndarray, compress_level: int = 1) -> None:
     """Write ``(H, W)`` uint8/uint16 or ``(H, W, 3|4)`` uint8 as PNG, atomically."""
-    im = Image.fromarray(arr)
     with atomic_path(path) as tmp:
-        im.save(tmp, format="PNG", compress_level=compress_level)
+        if arr.ndim == 2 and arr.dtype in (np.uint8, np.uint16):
+            tmp.write_bytes(encode_gray(arr, compress_level))
+        else:
+            Image.fromarray(arr).save(tmp, format="PNG", compress_level=compress_level)
