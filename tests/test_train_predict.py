@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from nuclei_unet.checkpoint import load_checkpoint
+from nuclei_unet.errors import NucleiError
 from nuclei_unet.params import ModelParams, TrainParams
 from nuclei_unet.predict import predict_probs, threshold
 from nuclei_unet.runtime import cpu_has_bf16, resolve_precision
@@ -48,6 +49,20 @@ def test_early_stopping_stops_after_patience(tmp_path):
     params = TrainParams(optimizer="sgd", lr=1e-12, momentum=0.0, batch_size=4, epochs=10, patience=2)
     result = train(squares(8, 0), squares(4, 1), TINY, params, 0, tmp_path / "m.pt")
     assert result.epochs_run == 3 and result.best_epoch == 1
+
+
+def test_device_param_reaches_training(tmp_path):
+    # cpu named and auto (no GPU here) train the same weights; cuda without a GPU is refused
+    # before any work, in words
+    for device in ("cpu", "auto"):
+        params = TrainParams(batch_size=4, epochs=1, patience=None, device=device)
+        train(squares(8, 0), squares(4, 1), TINY, params, 5, tmp_path / f"{device}.pt")
+    a = torch.load(tmp_path / "cpu.pt", weights_only=True)["state_dict"]
+    b = torch.load(tmp_path / "auto.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(a[k], b[k]) and b[k].device.type == "cpu" for k in a)
+    if not torch.cuda.is_available():
+        with pytest.raises(NucleiError, match="device 'cuda' was asked for"):
+            train(squares(8, 0), squares(4, 1), TINY, TrainParams(device="cuda"), 5, tmp_path / "c.pt")
 
 
 def test_same_seed_same_weights(tmp_path):

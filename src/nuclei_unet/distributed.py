@@ -46,6 +46,15 @@ def init_from_env(device: torch.device) -> Dist:
     return Dist(dist.get_rank(), dist.get_world_size())
 
 
+def local_device(device: torch.device) -> torch.device:
+    """This process's own GPU under torchrun (``LOCAL_RANK``), else ``device`` unchanged."""
+    if device.type != "cuda" or "LOCAL_RANK" not in os.environ:
+        return device
+    local = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+    torch.cuda.set_device(local)
+    return local
+
+
 def shutdown() -> None:
     """Leave the process group (a no-op without one)."""
     if dist.is_available() and dist.is_initialized():

@@ -245,6 +245,7 @@ class TrainParams:
     batch_size: int = 16
     epochs: int = 40
     patience: int | None = 2
+    device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["fp32", "bf16", "auto"] = "fp32"
     threads: int = 0
     processes: int = 1

@@ -23,13 +23,13 @@ from tqdm import tqdm
 
 from .augment import AugmentedSet
 from .checkpoint import save_model
-from .distributed import Dist, init_from_env
+from .distributed import Dist, init_from_env, local_device
 from .io import atomic_path
 from .losses import LOSSES, bce_loss, out_channels_for
 from .metrics import per_image_iou_dice
 from .model import UNet, count_parameters, foreground_logit
 from .params import ModelParams, TrainParams
-from .runtime import autocast, resolve_precision, seed_everything, set_threads
+from .runtime import autocast, resolve_device, resolve_precision, seed_everything, set_threads
 
 log = logging.getLogger(__name__)
 
@@ -95,18 +95,20 @@ def evaluate_batches(
 ) -> tuple[float, float, float, float]:
     """Mean loss, pixel accuracy, and the seed's per-image foreground IoU and Dice at 0.5."""
     x, y, w = data
+    device = next(model.parameters()).device
     model.eval()
     loss_sum, correct, ious, dices = 0.0, 0.0, [], []
     for start in range(0, len(x), batch_size):
-        xb, yb = x[start : start + batch_size], y[start : start + batch_size]
-        wb = w[start : start + batch_size] if w is not None else None
-        with autocast(dtype):
+        xb = x[start : start + batch_size].to(device)
+        yb = y[start : start + batch_size].to(device)
+        wb = w[start : start + batch_size].to(device) if w is not None else None
+        with autocast(dtype, device):
             logits = model(xb)
         logits = logits.float()
         loss_sum += float(loss_fn(logits, yb, wb)) * len(xb)
         pred = foreground_logit(logits) > 0  # sigmoid(z) > 0.5  <=>  z > 0
         correct += float((pred == (yb > 0.5)).sum())
-        iou, dice = per_image_iou_dice(pred[:, 0].numpy(), yb[:, 0].numpy() > 0.5)
+        iou, dice = per_image_iou_dice(pred[:, 0].cpu().numpy(), yb[:, 0].cpu().numpy() > 0.5)
         ious.append(iou)
         dices.append(dice)
     return (
@@ -129,16 +131,17 @@ def train_epoch(
     """One pass over this process's share of the (augmented) batches; returns the mean
     training loss and pixel accuracy over all processes."""
     model.train()
+    device = next(model.parameters()).device
     # accumulate on tensors: a float() per step would force a sync each batch
-    loss_sum = torch.zeros((), dtype=torch.float64)
-    correct = torch.zeros((), dtype=torch.float64)
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    correct = torch.zeros((), dtype=torch.float64, device=device)
     seen = 0
     for batch in tqdm(loader, desc=desc, unit="batch", leave=False, disable=not group.is_main):
-        xb = batch[0].contiguous(memory_format=torch.channels_last)
-        yb = batch[1]
-        wb = batch[2] if len(batch) > 2 else None
+        xb = batch[0].to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+        yb = batch[1].to(device, non_blocking=True)
+        wb = batch[2].to(device, non_blocking=True) if len(batch) > 2 else None
         optimizer.zero_grad(set_to_none=True)
-        with autocast(dtype):
+        with autocast(dtype, device):
             logits = model(xb)
         loss = loss_fn(logits.float(), yb, wb)
         loss.backward()
@@ -154,7 +157,7 @@ def train_epoch(
 
 def make_loader(
     x: torch.Tensor, y: torch.Tensor, w: torch.Tensor | None, params: TrainParams, seed: int,
-    group: Dist,
+    group: Dist, pin_memory: bool = False,
 ) -> DataLoader:
     """Shuffled, augmented batches of this process's share of the training set.
 
@@ -166,7 +169,10 @@ def make_loader(
     )
     dataset = AugmentedSet(x, y, w, params.augment, seed)
     local_batch = max(1, params.batch_size // group.world)
-    return DataLoader(dataset, batch_size=local_batch, sampler=sampler, num_workers=params.workers)
+    return DataLoader(
+        dataset, batch_size=local_batch, sampler=sampler, num_workers=params.workers,
+        pin_memory=pin_memory,  # page-locked batches copy to a GPU asynchronously
+    )
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, params: TrainParams):
@@ -250,6 +256,7 @@ def save_resume(
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
         "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
         "numpy_rng": _numpy_rng_state(),
         "python_rng": repr(random.getstate()),
     }
@@ -273,6 +280,8 @@ def load_resume(
     if scheduler is not None:
         scheduler.load_state_dict(payload["scheduler"])
     torch.set_rng_state(payload["torch_rng"])
+    if payload.get("cuda_rng") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(payload["cuda_rng"])
     _set_numpy_rng_state(payload["numpy_rng"])
     random.setstate(ast.literal_eval(payload["python_rng"]))
     return LoopState(
@@ -310,9 +319,10 @@ def train(
     """
     seed_everything(seed)
     threads = set_threads(params.threads)
-    dtype = resolve_precision(params.precision)
+    device = local_device(resolve_device(params.device))
+    dtype = resolve_precision(params.precision, device)
     precision = "bf16" if dtype == torch.bfloat16 else "fp32"
-    group = init_from_env(torch.device("cpu"))
+    group = init_from_env(device)
     x, y = to_tensors(*train_data[:2])
     vx, vy = to_tensors(*val_data[:2])
     w = torch.from_numpy(train_data[2].astype(np.float32))[:, None] if params.weight_map else None
@@ -321,21 +331,25 @@ def train(
     net = UNet(
         model_params.widths, model_params.dropouts, norm=model_params.norm,
         out_channels=out_channels_for(params.loss),
-    ).to(memory_format=torch.channels_last)
-    model: nn.Module = DistributedDataParallel(net) if group.world > 1 else net
+    ).to(device, memory_format=torch.channels_last)
+    model: nn.Module = (
+        DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+        if group.world > 1 else net
+    )
     optimizer = make_optimizer(net, params)
     scheduler = make_scheduler(optimizer, params)
     n_params = count_parameters(net)
-    loader = make_loader(x, y, w, params, seed, group)
+    loader = make_loader(x, y, w, params, seed, group, pin_memory=device.type == "cuda")
     fingerprint = data_fingerprint(*train_data, *val_data) + repr((model_params, params, seed))
     resume = Path(resume_path) if resume_path else None
     state = (load_resume(resume, net, optimizer, scheduler, fingerprint) if resume else None)
     state = state or LoopState()
     if group.is_main:
         log.info(
-            "training a %s-parameter U-Net on %d images (%d validation), %s, %s, %d threads, "
-            "%d process(es)%s",
-            f"{n_params:,}", len(x), len(vx), params.optimizer, precision, threads, group.world,
+            "training a %s-parameter U-Net on %d images (%d validation), %s, %s on %s, "
+            "%d threads, %d process(es)%s",
+            f"{n_params:,}", len(x), len(vx), params.optimizer, precision, device, threads,
+            group.world,
             f", resuming after epoch {state.epoch}" if state.epoch else "",
         )
         for stats in state.history:  # the resumed run's curves start at epoch 1
