@@ -1,17 +1,19 @@
 """Training and inference throughput of the U-Net, ours against the eager fp32 NCHW reference.
 
 Prints images/s of (a) our full training loop (the train stage's own train_epoch: shuffling,
-batching and logging included) at the default params, (b) the reference training step (eager,
-fp32, NCHW, plain loop), (c) our inference (predict_probs) and (d) the reference inference, each
-as the median of several timed repetitions in this one process, with the fraction of the
-compute limit reached. The last line is one JSON object.
+augmentation, batching and logging included) at the model and train params of params.yaml,
+(b) the reference training step (the seed's model, eager, fp32, NCHW, plain loop), (c) our
+inference (predict_probs on the model as the predict stage loads it: batch norms folded) and
+(d) the reference inference, each as the median of several timed repetitions in this one
+process, with the fraction of the compute limit reached. The last line is one JSON object.
 
-    python benchmarks/throughput.py [--images 64] [--repeats 3] [--peak-gflops 180]
+    python benchmarks/throughput.py [--params params.yaml] [--images 64] [--repeats 3]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import time
@@ -21,8 +23,9 @@ import torch
 from torch import nn
 
 from nuclei_unet.distributed import Dist
-from nuclei_unet.model import UNet
-from nuclei_unet.params import TrainParams
+from nuclei_unet.losses import out_channels_for
+from nuclei_unet.model import UNet, fuse_batch_norm
+from nuclei_unet.params import load_section
 from nuclei_unet.predict import predict_probs
 from nuclei_unet.runtime import resolve_precision, set_threads
 from nuclei_unet.losses import LOSSES
@@ -44,6 +47,7 @@ def _median_rate(fn, n_images: int, repeats: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--params", default="params.yaml", help="model and train sections")
     parser.add_argument("--images", type=int, default=64, help="images per timed repetition")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=16)
@@ -54,11 +58,15 @@ def main() -> None:
     rng = np.random.default_rng(0)
     images = rng.integers(0, 255, size=(args.images, 128, 128, 3), dtype=np.uint8)
     masks = (rng.random((args.images, 128, 128)) > 0.8).astype(np.uint8)
-    params = TrainParams(batch_size=args.batch_size)
+    model_params = load_section(args.params, "model")
+    params = dataclasses.replace(load_section(args.params, "train"), batch_size=args.batch_size)
     dtype = resolve_precision(params.precision)
 
     torch.manual_seed(0)
-    ours = UNet().to(memory_format=torch.channels_last)
+    ours = UNet(
+        model_params.widths, model_params.dropouts, norm=model_params.norm,
+        out_channels=out_channels_for(params.loss),
+    ).to(memory_format=torch.channels_last)
     x, y = to_tensors(images, masks)
     optimizer = make_optimizer(ours, params)
     loader = make_loader(x, y, None, params, 0, Dist())
@@ -87,15 +95,20 @@ def main() -> None:
             torch.sigmoid(reference(ref_x[start : start + args.batch_size]))
 
     def our_infer() -> None:
-        predict_probs(ours, images, args.batch_size, progress=False)
+        predict_probs(inference_model, images, args.batch_size, progress=False)
 
+    train_rate = _median_rate(our_epoch, args.images, args.repeats)
+    inference_model = fuse_batch_norm(ours)
     rates = {
-        "train_img_s": _median_rate(our_epoch, args.images, args.repeats),
+        "train_img_s": train_rate,
         "reference_img_s": _median_rate(reference_epoch, args.images, args.repeats),
         "infer_img_s": _median_rate(our_infer, args.images, args.repeats),
         "reference_infer_img_s": _median_rate(reference_infer, args.images, args.repeats),
     }
-    print(f"\nthroughput, 128x128, batch {args.batch_size}, {threads} threads, precision {params.precision}")
+    print(
+        f"\nthroughput, 128x128, batch {args.batch_size}, {threads} threads, precision "
+        f"{params.precision}, norm {model_params.norm}, loss {params.loss}, augment {params.augment}"
+    )
     for name, rate in rates.items():
         gflop = FORWARD_GFLOP * (3 if "infer" not in name else 1)
         frac = f"  {rate * gflop / args.peak_gflops:5.1%} of {args.peak_gflops:.0f} GFLOP/s" if args.peak_gflops else ""

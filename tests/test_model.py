@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from nuclei_unet.model import DoubleConv, Down, OutConv, Up, UNet, count_parameters
+from nuclei_unet.model import DoubleConv, Down, OutConv, Up, UNet, count_parameters, fuse_batch_norm
 
 
 def test_seed_parameter_count():
@@ -65,3 +65,25 @@ def test_he_init_std():
     std = conv.weight.std().item()
     assert std == pytest.approx((2 / 2304) ** 0.5, rel=0.05)
     assert conv.bias.abs().max().item() == 0.0
+
+
+@pytest.mark.parametrize("norm, batch_norms", [("batch", 10), ("none", 0)])
+def test_fused_batch_norm_gives_the_same_logits(norm, batch_norms):
+    torch.manual_seed(0)
+    model = UNet((4, 8, 16), (0.1, 0.1, 0.2), norm=norm)
+    # non-trivial running statistics, as after training
+    model.train()
+    with torch.no_grad():
+        for _ in range(3):
+            model(torch.rand(4, 3, 32, 32) * 2)
+    model.eval()
+    # 5 double convs (inc, 2 down, 2 up), 2 batch norms each
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules()) == batch_norms
+    fused = fuse_batch_norm(model)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())
+    assert not fused.training
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(fused(x), model(x), rtol=1e-4, atol=1e-5)
+    # the original is left as it was
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules()) == batch_norms

@@ -9,7 +9,7 @@ import torch
 
 from .errors import DataError
 from .io import atomic_path
-from .model import UNet
+from .model import UNet, fuse_batch_norm
 
 
 def save_model(model: UNet, path: str | Path, extra: dict | None = None) -> None:
@@ -49,4 +49,5 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         out_channels=payload.get("out_channels", 1),
     )
     model.load_state_dict(payload["state_dict"])
-    return Checkpoint(model.eval(), int(payload.get("input_size", 128)), payload.get("epoch"))
+    # loaded for inference: batch norms folded into their convs
+    return Checkpoint(fuse_batch_norm(model), int(payload.get("input_size", 128)), payload.get("epoch"))
