@@ -49,3 +49,14 @@ def test_zip_with_wrong_checksum(tmp_path, tiny_dsb):
     assert proc.returncode == 1
     assert "error: d.zip: sha256 is" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "data" / "raw").exists()
+
+
+def test_a_finished_stage_reports_its_wall_time(tmp_path):
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["download"]["synthetic"].update(count=2, max_nuclei=5)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    proc = _stage("download", "--out", "data/raw", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("[download] done in ") and last.endswith(" s")
+    assert len(list((tmp_path / "data" / "raw").iterdir())) == 2

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 from collections.abc import Callable
 
 from .errors import NucleiError
@@ -17,11 +18,14 @@ def run_stage(name: str, parser: argparse.ArgumentParser, body: Callable[[argpar
     """
     logging.basicConfig(level=logging.INFO, format=f"[{name}] %(message)s", stream=sys.stderr)
     args = parser.parse_args()
+    start = time.perf_counter()
     try:
         body(args)
     except NucleiError as exc:
         print(f"[{name}] error: {exc}", file=sys.stderr)
         sys.exit(1)
+    # the per-stage wall times in README come from these lines
+    logging.getLogger(__name__).info("done in %.1f s", time.perf_counter() - start)
 
 
 # the paths stages pass each other, as dvc.yaml's commands name them
