@@ -23,13 +23,12 @@ import torch
 from torch import nn
 
 from nuclei_unet.distributed import Dist
-from nuclei_unet.losses import out_channels_for
+from nuclei_unet.losses import LOSSES
 from nuclei_unet.model import UNet, fuse_batch_norm
 from nuclei_unet.params import load_section
 from nuclei_unet.predict import predict_probs
 from nuclei_unet.runtime import resolve_precision, set_threads
-from nuclei_unet.losses import LOSSES
-from nuclei_unet.train import make_loader, make_optimizer, to_tensors, train_epoch
+from nuclei_unet.train import make_loader, make_model, make_optimizer, to_tensors, train_epoch
 
 # forward FLOPs of the seed model at 128x128 (2 per multiply-add); training costs about 3x
 FORWARD_GFLOP = 1.52
@@ -63,10 +62,7 @@ def main() -> None:
     dtype = resolve_precision(params.precision)
 
     torch.manual_seed(0)
-    ours = UNet(
-        model_params.widths, model_params.dropouts, norm=model_params.norm,
-        out_channels=out_channels_for(params.loss),
-    ).to(memory_format=torch.channels_last)
+    ours = make_model(model_params, params.loss).to(memory_format=torch.channels_last)
     x, y = to_tensors(images, masks)
     optimizer = make_optimizer(ours, params)
     loader = make_loader(x, y, None, params, 0, Dist())

@@ -59,6 +59,15 @@ def to_tensors(images: np.ndarray, masks: np.ndarray) -> tuple[torch.Tensor, tor
     return x, y
 
 
+def make_model(model_params: ModelParams, loss: str) -> UNet:
+    """The U-Net of ``model_params`` with the output head ``loss`` needs (two classes for
+    ``softmax_ce``, else one logit)."""
+    return UNet(
+        model_params.widths, model_params.dropouts, norm=model_params.norm,
+        out_channels=out_channels_for(loss),
+    )
+
+
 def make_optimizer(model: nn.Module, params: TrainParams) -> torch.optim.Optimizer:
     """Adam (Keras epsilon) or SGD with momentum, as ``params.optimizer`` says."""
     if params.optimizer == "adam":
@@ -328,10 +337,7 @@ def train(
     w = torch.from_numpy(train_data[2].astype(np.float32))[:, None] if params.weight_map else None
     vw = torch.from_numpy(val_data[2].astype(np.float32))[:, None] if params.weight_map else None
     loss_fn = LOSSES[params.loss]
-    net = UNet(
-        model_params.widths, model_params.dropouts, norm=model_params.norm,
-        out_channels=out_channels_for(params.loss),
-    ).to(device, memory_format=torch.channels_last)
+    net = make_model(model_params, params.loss).to(device, memory_format=torch.channels_last)
     model: nn.Module = (
         DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
         if group.world > 1 else net
