@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DataError
-from .io import read_image, read_mask_box
+from .io import read_image, read_mask_rows
 
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
 
@@ -64,17 +64,14 @@ def load_instances(sample: Sample) -> tuple[np.ndarray, np.ndarray]:
     if len(sample.masks) > np.iinfo(np.uint16).max:
         raise DataError(f"{sample.image.parent.parent}: more than 65535 masks")
     labels = np.zeros(shape, dtype=np.uint16)
-    for k, mask_path in enumerate(sample.masks, start=1):
-        size, box, crop = read_mask_box(mask_path)
-        if size != shape:
+    for k, (mask_path, mask) in enumerate(zip(sample.masks, read_mask_rows(sample.masks)), start=1):
+        if mask.size != shape:
             raise DataError(
-                f"{mask_path}: mask is {size[1]}x{size[0]} but its image is "
+                f"{mask_path}: mask is {mask.size[1]}x{mask.size[0]} but its image is "
                 f"{shape[1]}x{shape[0]}"
             )
-        if box is None:
-            continue  # an empty mask adds no nucleus pixels
-        window = labels[box[0] : box[2], box[1] : box[3]]
-        if window[crop].any():
+        window = labels[mask.top : mask.top + len(mask.rows)]
+        if window[mask.rows].any():
             raise DataError(f"{mask_path}: mask overlaps an earlier mask of the same image")
-        window[crop] = k
+        window[mask.rows] = k
     return image, labels

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -14,10 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyspng
 from PIL import Image, UnidentifiedImageError
 
 from .errors import DataError
-from .png import decode_gray8, encode_gray
+from .png import PALETTE, Band, depth_and_color, encode_gray, gray8_band, unfilter_bands
 
 
 @contextlib.contextmanager
@@ -77,10 +80,28 @@ def read_json(path: str | Path) -> Any:
         raise DataError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from exc
 
 
-def _load(path: Path) -> Image.Image:
-    """Open and fully decode an image; missing, corrupt or truncated files are DataErrors."""
+def _read_bytes(path: str | Path) -> bytes:
+    """A whole file's bytes, with fewer system calls than ``open().read()`` (the 29,461 DSB
+    masks are small files, and this is a third faster on them)."""
+    fd = os.open(path, os.O_RDONLY)
     try:
-        im = Image.open(path)
+        size = os.fstat(fd).st_size
+        data = os.read(fd, size)
+        while len(data) < size:  # a short read, which POSIX allows: ask for the rest
+            more = os.read(fd, size - len(data))
+            if not more:
+                break  # the file shrank meanwhile: the decoder then reports it truncated
+            data += more
+        return data
+    finally:
+        os.close(fd)
+
+
+def _load(path: Path, data: bytes | None = None) -> Image.Image:
+    """Open and fully decode an image (from ``data``, its bytes, when already read); missing,
+    corrupt or truncated files are DataErrors naming ``path``."""
+    try:
+        im = Image.open(path if data is None else io.BytesIO(data))
         im.load()  # decodes now (truncation shows here); PIL then closes the file it opened
     except FileNotFoundError as exc:
         raise DataError(f"{path}: file not found") from exc
@@ -111,10 +132,31 @@ def to_uint8(arr: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(arr.astype(np.float64) * scale), 0, 255).astype(np.uint8)
 
 
+# PIL modes that np.asarray turns into pixel values; others (palette, CMYK, ...) are converted
+_ARRAY_MODES = {"1", "L", "LA", "RGB", "RGBA", "I", "I;16", "I;16B", "I;16L", "F"}
+
+
 def read_image(path: str | Path) -> np.ndarray:
-    """Read an image as ``(H, W, 3) uint8`` RGB: alpha dropped, gray expanded, 16-bit scaled."""
+    """Read an image as ``(H, W, 3) uint8`` RGB: alpha dropped, gray expanded, 16-bit scaled.
+
+    PNGs with 8-bit samples (every DSB image) are decoded by libspng, straight to RGB, in half
+    the time PIL takes; any other file goes through PIL.
+    """
     path = Path(path)
-    arr = np.asarray(_load(path))
+    try:
+        data = _read_bytes(path)
+    except FileNotFoundError as exc:
+        raise DataError(f"{path}: file not found") from exc
+    kind = depth_and_color(data)
+    if kind is not None and (kind[0] == 8 or kind[1] == PALETTE):
+        try:
+            return pyspng.load(data, format="RGB")
+        except RuntimeError as exc:  # pyspng reports every decoding problem so
+            raise DataError(f"{path}: cannot decode image ({exc})") from exc
+    im = _load(path, data)
+    if im.mode not in _ARRAY_MODES:
+        im = im.convert("RGB")  # a palette's indices are not pixel values
+    arr = np.asarray(im)
     if arr.ndim == 2:
         arr = np.repeat(arr[:, :, None], 3, axis=2)
     elif arr.ndim == 3 and arr.shape[2] in (1, 2):
@@ -149,40 +191,57 @@ def read_labels(path: str | Path) -> np.ndarray:
     return arr
 
 
-def read_mask_box(path: str | Path) -> tuple[tuple[int, int], tuple[int, int, int, int] | None, np.ndarray]:
-    """Read a single-nucleus mask as its size, bounding box and the cropped mask.
+@dataclasses.dataclass(frozen=True)
+class MaskRows:
+    """A single-nucleus mask as the band of rows that holds its pixels.
 
-    Returns ``((H, W), (top, left, bottom, right) or None when empty, (h, w) bool crop)``.
-    8-bit gray PNGs (nearly every DSB mask) go through the fast decoder in :mod:`.png`; any
-    other file through PIL, cropped there, which avoids several full-image numpy passes per
-    mask (a large image can have hundreds of masks, each as big as the image).
+    ``rows`` is ``(h, W) bool``, the mask's rows ``top .. top + h``; every pixel outside them is
+    background (``h`` is 0 for an empty mask).
     """
-    path = Path(path)
-    try:
-        pixels = decode_gray8(path.read_bytes())
-    except FileNotFoundError as exc:
-        raise DataError(f"{path}: file not found") from exc
-    except ValueError as exc:
-        raise DataError(f"{path}: cannot decode image ({exc})") from exc
-    if pixels is not None:
-        size = pixels.shape
-        rows = np.flatnonzero(pixels.max(axis=1))  # max: ~10x faster than flatnonzero(pixels)
-        if rows.size == 0:
-            return size, None, np.zeros((0, 0), bool)
-        top, bottom = int(rows[0]), int(rows[-1]) + 1
-        cols = np.flatnonzero(pixels[top:bottom].max(axis=0))
-        left, right = int(cols[0]), int(cols[-1]) + 1
-        return size, (top, left, bottom, right), pixels[top:bottom, left:right] > 0
+
+    size: tuple[int, int]  # (H, W) of the whole mask
+    top: int
+    rows: np.ndarray
+
+
+def _pil_mask_rows(path: Path) -> MaskRows:
+    """:func:`read_mask_rows` for a mask that is not an 8-bit gray PNG, through PIL."""
     im = _load(path)
     if im.mode not in ("1", "L", "I;16", "I"):
         im = im.convert("L")  # RGB(A) or palette masks: any non-black pixel is the nucleus
     box = im.getbbox()  # bounding box of the non-zero pixels, computed in C
     size = (im.height, im.width)
-    crop = np.asarray(im.crop(box)) > 0 if box else np.zeros((0, 0), bool)
     if box is None:
-        return size, None, crop
-    left, top, right, bottom = box
-    return size, (top, left, bottom, right), crop
+        return MaskRows(size, 0, np.zeros((0, im.width), bool))
+    _, top, _, bottom = box
+    return MaskRows(size, top, np.asarray(im.crop((0, top, im.width, bottom))) > 0)
+
+
+def read_mask_rows(paths: Sequence[str | Path]) -> list[MaskRows]:
+    """Read single-nucleus masks as the bands of rows that hold their pixels, in order.
+
+    8-bit gray PNGs (nearly every DSB mask) go through the fast decoder in :mod:`.png`, the masks
+    of one width decoded together; any other file through PIL. Either way no full-image array
+    is made per mask (a large image can have hundreds of masks, each as big as the image).
+    """
+    out: dict[int, MaskRows] = {}  # by position in paths
+    bands: dict[int, list[tuple[int, Band]]] = {}  # by width: (position in paths, band)
+    for i, path in enumerate(paths):  # no Path() per mask: parsing 29,461 paths costs 0.5 s
+        try:
+            band = gray8_band(_read_bytes(path))
+        except FileNotFoundError as exc:
+            raise DataError(f"{path}: file not found") from exc
+        except ValueError as exc:
+            raise DataError(f"{path}: cannot decode image ({exc})") from exc
+        if band is None:
+            out[i] = _pil_mask_rows(Path(path))
+        else:
+            bands.setdefault(band.size[1], []).append((i, band))
+    for group in bands.values():
+        decoded, starts = unfilter_bands([band for _, band in group])
+        for (i, band), start in zip(group, starts.tolist()):
+            out[i] = MaskRows(band.size, band.top, decoded[start : start + band.height] > 0)
+    return [out[i] for i in range(len(paths))]
 
 
 def write_png(path: str | Path, arr: np.ndarray, compress_level: int = 1) -> None:

@@ -20,7 +20,7 @@ from .instances import split_instances
 from .io import read_image, write_csv, write_png
 from .params import PredictParams
 from .predict import predict_probs
-from .prepare import resize_image
+from .resize import resize_image
 
 FULL_DIR = "full"
 SUBMISSION_FILE = "submission.csv"
