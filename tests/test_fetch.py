@@ -1,8 +1,11 @@
 """Downloads against a local HTTP server on 127.0.0.1: resume, retries, checksums, safety."""
 
+import dataclasses
 import hashlib
 import io
+import sys
 import threading
+import types
 import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -11,7 +14,7 @@ import pytest
 from nuclei_unet.dataset import list_samples
 from nuclei_unet.download import download
 from nuclei_unet.errors import DataError
-from nuclei_unet.fetch import cache_name, fetch, fetch_kaggle
+from nuclei_unet.fetch import STAGE1_TRAIN_SHA256, cache_name, fetch, fetch_kaggle
 from nuclei_unet.params import DownloadParams
 
 
@@ -151,3 +154,49 @@ def test_kaggle_without_credentials(tmp_path, monkeypatch):
     monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(tmp_path / "nothing"))
     with pytest.raises(DataError, match="kaggle: no credentials"):
         fetch_kaggle(tmp_path / "cache")
+
+
+def _pinned_then_told(params: DownloadParams, dsb_zip: bytes, tmp_path) -> None:
+    """An official source refuses any archive but the known release (nothing is unpacked) and
+    takes one whose sha256 the params give."""
+    with pytest.raises(DataError, match=f"sha256 is .*, expected {STAGE1_TRAIN_SHA256}"):
+        download(params, 0, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    download(dataclasses.replace(params, sha256=hashlib.sha256(dsb_zip).hexdigest()), 0, tmp_path / "out")
+    assert len(list_samples(tmp_path / "out")) == 3
+
+
+def test_bbbc038_source_fetches_the_pinned_release(server, dsb_zip, tmp_path, monkeypatch):
+    """source: bbbc038 downloads BBBC038's stage1_train.zip and refuses anything but the
+    known release unless told its sha256 (the broad's server stands in for a local one)."""
+    server.routes["/bbbc/BBBC038/stage1_train.zip"] = (dsb_zip, "range")
+    monkeypatch.setattr("nuclei_unet.download.BBBC038_URL", server.url + "/bbbc/BBBC038/stage1_train.zip")
+    params = DownloadParams(source="bbbc038", cache_dir=str(tmp_path / "cache"), timeout=5, retries=0)
+    _pinned_then_told(params, dsb_zip, tmp_path)
+    assert [path for path, _ in server.log] == ["/bbbc/BBBC038/stage1_train.zip"] * 2
+
+
+def test_kaggle_source_uses_the_official_client(dsb_zip, tmp_path, monkeypatch):
+    """source: kaggle asks the kaggle client for the competition's stage1_train.zip (a stand-in
+    client here, since the real one needs the network) and pins the release like bbbc038."""
+    asked = []
+
+    class FakeApi:
+        def authenticate(self):
+            asked.append("authenticate")
+
+        def competition_download_file(self, competition, name, path, quiet):
+            asked.append((competition, name))
+            with open(f"{path}/{name}", "wb") as f:
+                f.write(dsb_zip)
+
+    module = types.ModuleType("kaggle.api.kaggle_api_extended")
+    module.KaggleApi = FakeApi
+    for name in ("kaggle", "kaggle.api"):
+        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+    monkeypatch.setitem(sys.modules, "kaggle.api.kaggle_api_extended", module)
+    monkeypatch.setenv("KAGGLE_USERNAME", "someone")
+    monkeypatch.setenv("KAGGLE_KEY", "secret")
+    params = DownloadParams(source="kaggle", cache_dir=str(tmp_path / "cache"))
+    _pinned_then_told(params, dsb_zip, tmp_path)
+    assert asked[:2] == ["authenticate", ("data-science-bowl-2018", "stage1_train.zip")]
