@@ -246,3 +246,13 @@ def test_masks_read_whole_through_short_reads(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "read", lambda fd, n: real_read(fd, min(n, 50)) if n > 100 else b"")
     with pytest.raises(DataError, match="truncated"):
         _read_mask(tmp_path / "m.png")
+
+
+def test_missing_or_unreadable_files_are_clear_errors(tmp_path):
+    with pytest.raises(DataError, match=r"gone.png: file not found"):
+        read_image(tmp_path / "gone.png")
+    with pytest.raises(DataError, match=r"gone.png: file not found"):
+        read_mask_rows([tmp_path / "gone.png"])
+    (tmp_path / "folder.png").mkdir()
+    with pytest.raises(DataError, match=r"folder.png: cannot read \(Is a directory\)"):
+        read_image(tmp_path / "folder.png")

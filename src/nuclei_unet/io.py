@@ -82,8 +82,14 @@ def read_json(path: str | Path) -> Any:
 
 def _read_bytes(path: str | Path) -> bytes:
     """A whole file's bytes, with fewer system calls than ``open().read()`` (the 29,461 DSB
-    masks are small files, and this is a third faster on them)."""
-    fd = os.open(path, os.O_RDONLY)
+    masks are small files, and this is a third faster on them). A missing or unreadable file
+    is a DataError naming it."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError as exc:
+        raise DataError(f"{path}: file not found") from exc
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror})") from exc
     try:
         size = os.fstat(fd).st_size
         data = os.read(fd, size)
@@ -93,6 +99,8 @@ def _read_bytes(path: str | Path) -> bytes:
                 break  # the file shrank meanwhile: the decoder then reports it truncated
             data += more
         return data
+    except OSError as exc:  # e.g. a folder where a file should be
+        raise DataError(f"{path}: cannot read ({exc.strerror})") from exc
     finally:
         os.close(fd)
 
@@ -143,10 +151,7 @@ def read_image(path: str | Path) -> np.ndarray:
     the time PIL takes; any other file goes through PIL.
     """
     path = Path(path)
-    try:
-        data = _read_bytes(path)
-    except FileNotFoundError as exc:
-        raise DataError(f"{path}: file not found") from exc
+    data = _read_bytes(path)
     kind = depth_and_color(data)
     if kind is not None and (kind[0] == 8 or kind[1] == PALETTE):
         try:
@@ -204,9 +209,9 @@ class MaskRows:
     rows: np.ndarray
 
 
-def _pil_mask_rows(path: Path) -> MaskRows:
-    """:func:`read_mask_rows` for a mask that is not an 8-bit gray PNG, through PIL."""
-    im = _load(path)
+def _pil_mask_rows(path: Path, data: bytes) -> MaskRows:
+    """:func:`read_mask_rows` for a mask (``data``, its bytes) that is not an 8-bit gray PNG."""
+    im = _load(path, data)
     if im.mode not in ("1", "L", "I;16", "I"):
         im = im.convert("L")  # RGB(A) or palette masks: any non-black pixel is the nucleus
     box = im.getbbox()  # bounding box of the non-zero pixels, computed in C
@@ -227,14 +232,13 @@ def read_mask_rows(paths: Sequence[str | Path]) -> list[MaskRows]:
     out: dict[int, MaskRows] = {}  # by position in paths
     bands: dict[int, list[tuple[int, Band]]] = {}  # by width: (position in paths, band)
     for i, path in enumerate(paths):  # no Path() per mask: parsing 29,461 paths costs 0.5 s
+        data = _read_bytes(path)
         try:
-            band = gray8_band(_read_bytes(path))
-        except FileNotFoundError as exc:
-            raise DataError(f"{path}: file not found") from exc
+            band = gray8_band(data)
         except ValueError as exc:
             raise DataError(f"{path}: cannot decode image ({exc})") from exc
         if band is None:
-            out[i] = _pil_mask_rows(Path(path))
+            out[i] = _pil_mask_rows(Path(path), data)
         else:
             bands.setdefault(band.size[1], []).append((i, band))
     for group in bands.values():
