@@ -14,6 +14,7 @@ import argparse
 import json
 import shutil
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -22,12 +23,16 @@ from skimage.io import imread
 from skimage.transform import resize
 from tqdm import tqdm
 
-from nuclei_unet.dataset import list_samples
-from nuclei_unet.download import extract_zip
-from nuclei_unet.params import PrepareParams, SyntheticParams
+from nuclei_unet.config.schema import PrepareParams, SyntheticParams
+from nuclei_unet.data.download import extract_zip
+from nuclei_unet.data.prepare import prepare_dataset
+from nuclei_unet.data.synthetic import write_dataset
+from nuclei_unet.io.dsb import list_samples
 from nuclei_unet.parallel import resolve_workers
-from nuclei_unet.prepare import prepare_dataset, seed_mask
-from nuclei_unet.synthetic import write_dataset
+
+# the seed's mask loop lives with the tests, which check our fast path against it
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from oracles import seed_mask  # noqa: E402
 
 
 def seed_method(samples, size: int) -> None:

@@ -13,7 +13,6 @@ process, with the fraction of the compute limit reached. The last line is one JS
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import statistics
 import time
@@ -22,13 +21,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from nuclei_unet.distributed import Dist
-from nuclei_unet.losses import LOSSES
-from nuclei_unet.model import UNet, fuse_batch_norm
-from nuclei_unet.params import load_section
-from nuclei_unet.predict import predict_probs
+from nuclei_unet.config.load import load_section
+from nuclei_unet.infer.probs import predict_probs
+from nuclei_unet.model.unet import UNet, fuse_batch_norm
 from nuclei_unet.runtime import resolve_precision, set_threads
-from nuclei_unet.train import make_loader, make_model, make_optimizer, to_tensors, train_epoch
+from nuclei_unet.train.build import make_loader, make_model, make_optimizer, to_tensors
+from nuclei_unet.train.distributed import Dist
+from nuclei_unet.train.losses import LOSSES
+from nuclei_unet.train.steps import train_epoch
 
 # forward FLOPs of the seed model at 128x128 (2 per multiply-add); training costs about 3x
 FORWARD_GFLOP = 1.52
@@ -58,7 +58,7 @@ def main() -> None:
     images = rng.integers(0, 255, size=(args.images, 128, 128, 3), dtype=np.uint8)
     masks = (rng.random((args.images, 128, 128)) > 0.8).astype(np.uint8)
     model_params = load_section(args.params, "model")
-    params = dataclasses.replace(load_section(args.params, "train"), batch_size=args.batch_size)
+    params = load_section(args.params, "train").model_copy(update={"batch_size": args.batch_size})
     dtype = resolve_precision(params.precision)
 
     torch.manual_seed(0)

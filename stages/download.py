@@ -1,8 +1,8 @@
 """Stage download: the synthetic dataset, a local zip, or DSB2018 from the network, in data/raw."""
 
-from nuclei_unet.cli import run_stage, stage_parser
-from nuclei_unet.download import download
-from nuclei_unet.params import load_section, load_seed
+from nuclei_unet.config.load import load_section, load_seed
+from nuclei_unet.data.download import download
+from nuclei_unet.stage import run_stage, stage_parser
 
 
 def main(args) -> None:

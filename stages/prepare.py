@@ -1,8 +1,8 @@
 """Stage prepare: resize images, merge per-nucleus masks, keep instance labels and sizes."""
 
-from nuclei_unet.cli import run_stage, stage_parser
-from nuclei_unet.params import load_section
-from nuclei_unet.prepare import prepare_dataset
+from nuclei_unet.config.load import load_section
+from nuclei_unet.data.prepare import prepare_dataset
+from nuclei_unet.stage import run_stage, stage_parser
 
 
 def main(args) -> None:

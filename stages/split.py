@@ -2,11 +2,11 @@
 
 import logging
 
-from nuclei_unet.cli import run_stage, stage_parser
-from nuclei_unet.io import write_json
-from nuclei_unet.params import load_section
-from nuclei_unet.prepare import load_prepared
-from nuclei_unet.split import split_ids
+from nuclei_unet.config.load import load_section
+from nuclei_unet.data.split import split_ids
+from nuclei_unet.io.files import write_json
+from nuclei_unet.io.prepared import load_prepared
+from nuclei_unet.stage import run_stage, stage_parser
 
 
 def main(args) -> None:

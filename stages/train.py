@@ -10,13 +10,17 @@ import sys
 
 from dvclive import Live
 
-from nuclei_unet.cli import run_stage, stage_parser
-from nuclei_unet.distributed import inside_torchrun, relaunch_with_torchrun, shutdown
+from nuclei_unet.config.load import load_section, load_seed
 from nuclei_unet.errors import ParamsError
-from nuclei_unet.io import read_json
-from nuclei_unet.params import load_section, load_seed
-from nuclei_unet.prepare import load_prepared
-from nuclei_unet.train import train
+from nuclei_unet.io.files import read_json, write_json
+from nuclei_unet.io.prepared import load_prepared
+from nuclei_unet.stage import run_stage, stage_parser
+from nuclei_unet.train.distributed import (
+    inside_torchrun,
+    relaunch_with_torchrun,
+    shutdown,
+)
+from nuclei_unet.train.loop import details, train
 
 
 def main(args) -> None:
@@ -38,19 +42,21 @@ def main(args) -> None:
     # metrics and plots are declared in dvc.yaml, so dvclive must not edit it
     live = Live(args.live, save_dvc_exp=False, dvcyaml=None) if main_process else None
     with live or contextlib.nullcontext():
-        train(
+        result = train(
             (data.images[tr], data.masks[tr], *[a[tr] for a in extra]),
             (data.images[va], data.masks[va], *[a[va] for a in extra]),
             model_params,
             params,
             seed,
-            args.model,
+            args.trained,
             live,
             args.resume,
         )
+    if main_process:
+        write_json(args.details, details(result, len(tr)))
     shutdown()
 
 
 if __name__ == "__main__":
-    parser = stage_parser(__doc__, "prepared", "split", "model", "live", "resume")
+    parser = stage_parser(__doc__, "prepared", "split", "trained", "live", "details", "resume")
     run_stage("train", parser, main)

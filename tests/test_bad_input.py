@@ -4,12 +4,11 @@ import io
 
 import numpy as np
 import pytest
+from conftest import write_sample
 from PIL import Image
 
-from nuclei_unet.dataset import list_samples, load_instances
 from nuclei_unet.errors import DataError
-
-from conftest import write_sample
+from nuclei_unet.io.dsb import list_samples, load_instances
 
 
 def _one(tmp_path):

@@ -6,10 +6,10 @@ import zipfile
 
 import pytest
 
-from nuclei_unet.dataset import list_samples
-from nuclei_unet.download import extract_zip
-from nuclei_unet.io import sha256_file
+from nuclei_unet.data.download import extract_zip
 from nuclei_unet.errors import DataError
+from nuclei_unet.io.dsb import list_samples
+from nuclei_unet.io.files import sha256_file
 
 
 def _zip_of(folder, path, prefix=""):

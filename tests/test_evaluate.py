@@ -1,12 +1,13 @@
 """Evaluate-stage pieces: overlays in the seed's colours, the per-image table, alignment."""
 
-import csv
-
 import numpy as np
+import pandas as pd
 import pytest
 
-from nuclei_unet.evaluate import align, per_image_rows, pick_samples, write_csv
-from nuclei_unet.plots import overlay
+from nuclei_unet.evaluate.plots import overlay
+from nuclei_unet.evaluate.report import per_image_rows, pick_samples
+from nuclei_unet.io.prepared import positions
+from nuclei_unet.io.tables import write_table
 
 
 def test_overlay_uses_the_seed_colours():
@@ -24,21 +25,20 @@ def test_per_image_rows_and_csv(tmp_path):
     true[0, 0, 0] = True
     pred = true.copy()
     rows = per_image_rows("val", ["a", "b"], pred, true, smooth=0.0)
-    assert rows[0]["iou_fg"] == 1.0 and rows[0]["true_fg"] == 0.25
+    assert rows.loc[0, "iou_fg"] == 1.0 and rows.loc[0, "true_fg"] == 0.25
     # b: both empty -> defined as perfect
-    assert rows[1]["iou_fg"] == 1.0 and rows[1]["dice_fg"] == 1.0
-    write_csv(tmp_path / "x.csv", rows)
-    with open(tmp_path / "x.csv") as fh:
-        back = list(csv.DictReader(fh))
-    assert [r["id"] for r in back] == ["a", "b"] and back[0]["split"] == "val"
+    assert rows.loc[1, "iou_fg"] == 1.0 and rows.loc[1, "dice_fg"] == 1.0
+    write_table(tmp_path / "x.csv", rows)
+    assert (tmp_path / "x.csv").read_bytes().startswith(b"id,split,iou_fg,dice_fg,iou_bg")
+    back = pd.read_csv(tmp_path / "x.csv")
+    assert back["id"].tolist() == ["a", "b"] and back.loc[0, "split"] == "val"
+    assert back["true_fg"].tolist() == [0.25, 0.0]
 
 
-def test_align_by_id():
-    masks = np.arange(3)[:, None, None] * np.ones((3, 2, 2), int)
-    got = align(["a", "b", "c"], masks, ["c", "a"])
-    assert got[:, 0, 0].tolist() == [2, 0]
+def test_positions_by_id():
+    assert positions(["a", "b", "c"], ["c", "a"]).tolist() == [2, 0]
     with pytest.raises(KeyError, match="no prediction for image z"):
-        align(["a"], masks[:1], ["z"])
+        positions(["a"], ["z"], "prediction for image")
 
 
 @pytest.mark.parametrize("n, total, expected", [(3, 10, [0, 4, 9]), (5, 2, [0, 1]), (0, 4, [])])

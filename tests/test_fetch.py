@@ -1,6 +1,5 @@
 """Downloads against a local HTTP server on 127.0.0.1: resume, retries, checksums, safety."""
 
-import dataclasses
 import hashlib
 import io
 import sys
@@ -11,11 +10,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from nuclei_unet.dataset import list_samples
-from nuclei_unet.download import download
+from nuclei_unet.config.schema import DownloadParams
+from nuclei_unet.data.download import download
+from nuclei_unet.data.fetch import STAGE1_TRAIN_SHA256, cache_name, fetch, fetch_kaggle
 from nuclei_unet.errors import DataError
-from nuclei_unet.fetch import STAGE1_TRAIN_SHA256, cache_name, fetch, fetch_kaggle
-from nuclei_unet.params import DownloadParams
+from nuclei_unet.io.dsb import list_samples
 
 
 def _zip_bytes(files: dict[str, bytes]) -> bytes:
@@ -162,7 +161,7 @@ def _pinned_then_told(params: DownloadParams, dsb_zip: bytes, tmp_path) -> None:
     with pytest.raises(DataError, match=f"sha256 is .*, expected {STAGE1_TRAIN_SHA256}"):
         download(params, 0, tmp_path / "out")
     assert not (tmp_path / "out").exists()
-    download(dataclasses.replace(params, sha256=hashlib.sha256(dsb_zip).hexdigest()), 0, tmp_path / "out")
+    download(params.model_copy(update={"sha256": hashlib.sha256(dsb_zip).hexdigest()}), 0, tmp_path / "out")
     assert len(list_samples(tmp_path / "out")) == 3
 
 
@@ -170,7 +169,7 @@ def test_bbbc038_source_fetches_the_pinned_release(server, dsb_zip, tmp_path, mo
     """source: bbbc038 downloads BBBC038's stage1_train.zip and refuses anything but the
     known release unless told its sha256 (the broad's server stands in for a local one)."""
     server.routes["/bbbc/BBBC038/stage1_train.zip"] = (dsb_zip, "range")
-    monkeypatch.setattr("nuclei_unet.download.BBBC038_URL", server.url + "/bbbc/BBBC038/stage1_train.zip")
+    monkeypatch.setattr("nuclei_unet.data.download.BBBC038_URL", server.url + "/bbbc/BBBC038/stage1_train.zip")
     params = DownloadParams(source="bbbc038", cache_dir=str(tmp_path / "cache"), timeout=5, retries=0)
     _pinned_then_told(params, dsb_zip, tmp_path)
     assert [path for path, _ in server.log] == ["/bbbc/BBBC038/stage1_train.zip"] * 2

@@ -5,16 +5,19 @@ import csv
 import numpy as np
 import pytest
 import torch
+from conftest import disc
 from PIL import Image
 
-from nuclei_unet.__main__ import main
-from nuclei_unet.checkpoint import save_model
-from nuclei_unet.dsb import THRESHOLDS, image_scores, iou_matrix, rle_decode, rle_encode, submission_rows
-from nuclei_unet.instances import split_instances
-from nuclei_unet.model import UNet
-from nuclei_unet.segment import SegmentOptions, blend_window, predict_full, predict_tiled, tile_origins
-
-from conftest import disc
+from nuclei_unet.cli import _parser, main, settings
+from nuclei_unet.config.schema import PredictParams
+from nuclei_unet.errors import ParamsError
+from nuclei_unet.infer.instances import split_instances
+from nuclei_unet.infer.segment import predict_full
+from nuclei_unet.infer.tiling import blend_window, predict_tiled, tile_origins
+from nuclei_unet.io.rle import rle_decode, rle_encode, submission_rows
+from nuclei_unet.metrics.dsb import THRESHOLDS, image_scores, iou_matrix
+from nuclei_unet.model.checkpoint import save_model
+from nuclei_unet.model.unet import UNet
 
 SHAPE = (60, 100)
 A, B = disc(SHAPE, (30, 35), 15), disc(SHAPE, (30, 62), 15)  # touching at x ~ 48
@@ -106,7 +109,7 @@ class Pointwise(torch.nn.Module):
 def test_tiling_is_seamless(shape):
     rng = np.random.default_rng(1)
     image = (rng.random((*shape, 3)) * 255).astype(np.uint8)
-    options = SegmentOptions(mode="tile", tile_size=64, tile_overlap=16, tile_scale=1.0)
+    options = PredictParams(mode="tile", tile_size=64, tile_overlap=16, tile_scale=1.0, tta=False)
     const = predict_tiled(Constant(), image, options, torch.device("cpu"), torch.float32)
     assert const.shape == shape
     np.testing.assert_allclose(const, 1 / (1 + np.exp(-0.7)), atol=1e-6)
@@ -124,7 +127,7 @@ def test_tile_geometry():
 
 def test_resize_mode_gives_original_size():
     image = np.zeros((70, 90, 3), np.uint8)
-    probs = predict_full(Constant(), image, SegmentOptions(), 32, torch.device("cpu"))
+    probs = predict_full(Constant(), image, PredictParams(tta=False), 32, torch.device("cpu"))
     assert probs.shape == (70, 90)
 
 
@@ -159,3 +162,34 @@ def test_command_on_mixed_images(tmp_path, tiny_model):
 def test_command_without_images(tmp_path, tiny_model):
     (tmp_path / "empty").mkdir()
     assert main(["predict", str(tmp_path / "empty"), "--model", str(tiny_model), "--out", str(tmp_path / "o")]) == 1
+
+
+def test_flags_override_the_model_files_settings():
+    stored = PredictParams(tta=True, threshold=0.5, mode="tile")
+    args = _parser().parse_args(["predict", "x.png", "--model", "m", "--out", "o", "--no-tta",
+                                 "--threshold", "0.3", "--tile-size", "64"])
+    assert settings(args, stored) == stored.model_copy(update=dict(tta=False, threshold=0.3, tile_size=64))
+    plain = _parser().parse_args(["predict", "x.png", "--model", "m", "--out", "o"])
+    assert settings(plain, stored) == stored
+    assert settings(plain, None) == PredictParams()  # a file without settings: the defaults
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--tile-overlap", "15"], "--tile-overlap: must be even"),
+    (["--threshold", "1.5"], r"--threshold: must be in \(0, 1\), got 1.5"),
+])
+def test_bad_flags_are_named(flags, message):
+    args = _parser().parse_args(["predict", "x.png", "--model", "m", "--out", "o", *flags])
+    with pytest.raises(ParamsError, match=message):
+        settings(args, None)
+
+
+def test_help_shows_every_setting_and_its_default(capsys):
+    with pytest.raises(SystemExit):
+        _parser().parse_args(["predict", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for flag in ("--threshold", "--batch-size", "--device", "--precision", "--tta, --no-tta",
+                 "--mode", "--tile-size", "--tile-overlap", "--tile-scale", "--instances",
+                 "--min-size", "--min-distance"):
+        assert flag in text, flag
+    assert "average the 8 flips/rotations of each image (model file's value; else True)" in text

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from nuclei_unet.metrics import confusion_fractions, per_image_iou_dice, summarize
+from nuclei_unet.metrics.pixel import confusion_fractions, per_image_iou_dice, summarize
 
 # truth: 4 pixels, prediction: 3 of them plus 1 extra -> I=3, U=5, |P|+|T|=8
 TRUE = np.zeros((4, 4), bool)

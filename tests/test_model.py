@@ -3,7 +3,15 @@
 import pytest
 import torch
 
-from nuclei_unet.model import DoubleConv, Down, OutConv, Up, UNet, count_parameters, fuse_batch_norm
+from nuclei_unet.model.unet import (
+    DoubleConv,
+    Down,
+    OutConv,
+    UNet,
+    Up,
+    count_parameters,
+    fuse_batch_norm,
+)
 
 
 def test_seed_parameter_count():

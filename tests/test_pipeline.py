@@ -1,6 +1,5 @@
 """End to end: dvc repro, an experiment, metrics diff and plots on a tiny copy of the repo."""
 
-import dataclasses
 import json
 import os
 import shutil
@@ -11,10 +10,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from nuclei_unet.params import ModelParams, PredictParams, TrainParams, load_section
-
 from conftest import REPO
+
+from nuclei_unet.config.load import load_section
 
 pytestmark = pytest.mark.slow
 
@@ -75,7 +73,6 @@ def test_repro_writes_every_output(repo):
         assert (repo / path).exists(), path
     metrics = json.loads((repo / "metrics/evaluate.json").read_text())
     assert set(metrics) == {"train", "val", "test"}
-    assert metrics["test"]["images"] == 2
     assert 0.0 <= metrics["val"]["iou_fg"] <= 1.0
     # full resolution: the DSB metric and instance outputs for the val and test images
     assert 0.0 <= metrics["val"]["dsb_map"] <= 1.0 and "f1_50" in metrics["test"]
@@ -83,12 +80,31 @@ def test_repro_writes_every_output(repo):
     split_ids = json.loads((repo / "data/split.json").read_text())
     for k in split_ids["val"] + split_ids["test"]:
         assert (repo / "data/predictions/full" / f"{k}_labels.png").is_file()
-    cm = metrics["val"]
+    # headline figures only; the rest is in the details file
+    assert list(metrics["val"]) == ["iou_fg", "dice_fg", "dsb_map", "f1_50", "iou_mean", "dice_mean"]
+    details = json.loads((repo / "metrics/evaluate_details.json").read_text())
+    cm = details["val"]
     assert cm["tp"] + cm["fp"] + cm["fn"] + cm["tn"] == pytest.approx(1.0)
+    assert details["test"]["images"] == 2 and details["val"]["tp_50"] >= 0
     train = json.loads((repo / "metrics/train/metrics.json").read_text())
-    assert train["epochs_run"] >= 1 and "val_iou" in train
+    assert set(train) == {"best_epoch", "best_val_loss", "best_val_iou", "best_val_dice", "step"}
+    train_details = json.loads((repo / "metrics/train_details.json").read_text())
+    assert train_details["epochs_run"] == 3 and train_details["parameters"] > 0
     split = json.loads((repo / "data/split.json").read_text())
     assert [len(split[k]) for k in ("train", "val", "test")] == [9, 3, 2]
+
+
+def test_command_segments_as_the_predict_stage_did(repo, tmp_path):
+    """`nuclei-unet predict` with no flag but --model writes the stage's files, byte for byte."""
+    split = json.loads((repo / "data/split.json").read_text())
+    ids = split["val"] + split["test"]
+    images = [str(repo / "data/raw" / k / "images" / f"{k}.png") for k in ids]
+    run([str(BIN / "nuclei-unet"), "predict", *images, "--model", "models/model.pt",
+         "--out", str(tmp_path / "out")], repo)
+    for k in ids:
+        for suffix in ("_mask.png", "_labels.png"):
+            stage = (repo / "data/predictions/full" / f"{k}{suffix}").read_bytes()
+            assert (tmp_path / "out" / f"{k}{suffix}").read_bytes() == stage, k + suffix
 
 
 def test_nothing_to_do_after_repro(repo):
@@ -124,15 +140,16 @@ def test_seed_recipe_and_nested_overrides(repo):
     recipe = run(["make", "-s", "-C", str(REPO), "seed-recipe"], repo).split()
     out = run([dvc, "exp", "run", "-n", "seed", *recipe], repo)
     assert "Running stage 'prepare'" in out and "Running stage 'evaluate'" in out
-    # known answer: the dataclass defaults are the seed's recipe, section by section
+    # known answer: the seed notebook's recipe, read off the notebook
     path = repo / "params.yaml"
-    assert load_section(path, "model") == dataclasses.replace(
-        ModelParams(), widths=(4, 8, 16), dropouts=(0.0, 0.0, 0.0)
-    )
-    train = load_section(path, "train")
-    assert train == dataclasses.replace(TrainParams(), epochs=40, batch_size=4)
     assert load_section(path, "prepare").mask_rule == "any"
-    assert load_section(path, "predict") == PredictParams()
+    assert load_section(path, "model").norm == "none"
+    train = load_section(path, "train")
+    assert (train.optimizer, train.lr, train.loss, train.scheduler) == ("adam", 1e-3, "bce", "none")
+    assert (train.epochs, train.patience, train.weight_decay) == (40, 2, 0.0)
+    assert not any(train.augment.model_dump().values())  # every augmentation off
+    predict = load_section(path, "predict")
+    assert (predict.threshold, predict.tta) == (0.5, False)
     run(["git", "checkout", "-q", "--", "params.yaml"], repo)
     # nested keys and lists
     run([dvc, "exp", "run", "-n", "nested", "-S", "train.augment.flip=true",
@@ -145,12 +162,49 @@ def test_seed_recipe_and_nested_overrides(repo):
     assert '"seed"' in shown and '"nested"' in shown and '"mask_rule": "any"' in shown
 
 
+def _exp_show(repo: Path, *flags: str) -> str:
+    """``dvc exp show`` as a 160-column terminal prints it."""
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "COLUMNS": "160",
+           "DVC_NO_ANALYTICS": "1"}
+    proc = subprocess.run([str(BIN / "dvc"), "exp", "show", "--no-pager", *flags], cwd=repo,
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_exp_show_fits_a_terminal(repo):
+    """After the experiments above, the table a user compares them with is readable on a
+    160-column terminal: the names and the val headline figures, none hidden."""
+    names = ("val.iou_fg", "val.dice_fg", "val.dsb_map")
+    # which of them differ between the runs (--only-changed drops a column that does not:
+    # the tiny runs' DSB score can be 0.0 in all of them)
+    rows = json.loads(run([str(BIN / "dvc"), "exp", "show", "--json"], repo))
+    runs = [r for row in rows for r in [row] + [e["revs"][0] for e in row["experiments"] or []]]
+    values = {
+        name: {json.dumps(r["data"]["metrics"]["metrics/evaluate.json"]["data"]["val"].get(name[4:]))
+               for r in runs}
+        for name in names
+    }
+    changed = [name for name in names if len(values[name]) > 1]
+    assert {"val.iou_fg", "val.dice_fg"} <= set(changed)
+    table = _exp_show(repo, "--only-changed")
+    assert max(len(line) for line in table.splitlines()) <= 160
+    header = next(line for line in table.splitlines() if "Experiment" in line)
+    # DVC hides columns from the right when short of room ("…"): the val headline is first
+    shown = header.split("…")[0]
+    for name in changed:
+        assert name in shown, (name, table)
+    for name in ("[sgd]", "[seed]", "[nested]"):
+        assert name in table, (name, table)
+
+
 def test_remote_push_delete_pull(repo, tmp_path):
     dvc = str(BIN / "dvc")
     run([dvc, "remote", "add", "--local", "-d", "scratch", str(tmp_path / "remote")], repo)
     run([dvc, "push"], repo)
     # lose the cache and every output, then get them back from the remote
-    for path in (".dvc/cache", "data/raw", "data/prepared", "data/predictions", "models/model.pt"):
+    for path in (".dvc/cache", "data/raw", "data/prepared", "data/predictions", "models/model.pt",
+                 "models/trained.pt"):
         target = repo / path
         shutil.rmtree(target) if target.is_dir() else target.unlink()
     assert "deleted" in run([dvc, "status"], repo)

@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from nuclei_unet.errors import DataError
-from nuclei_unet.io import read_image, read_mask_rows, write_png
-from nuclei_unet.png import encode_gray, gray8_band, unfilter_bands
+from nuclei_unet.io.images import read_image, read_mask_rows, write_png
+from nuclei_unet.io.png import encode_gray, gray8_band, unfilter_bands
 
 NONE, SUB, UP, AVERAGE, PAETH = range(5)
 

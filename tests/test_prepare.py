@@ -3,16 +3,17 @@
 
 import numpy as np
 import pytest
+from conftest import disc, write_sample
+from oracles import seed_mask
 from PIL import Image
 
-from nuclei_unet.dataset import list_samples, load_instances
+from nuclei_unet.config.schema import PrepareParams, SyntheticParams
+from nuclei_unet.data.prepare import prepare_dataset, resize_mask
+from nuclei_unet.data.synthetic import write_dataset
 from nuclei_unet.errors import DataError
-from nuclei_unet.io import read_image
-from nuclei_unet.params import PrepareParams, SyntheticParams
-from nuclei_unet.prepare import load_prepared, prepare_dataset, resize_mask, seed_mask
-from nuclei_unet.synthetic import write_dataset
-
-from conftest import disc, write_sample
+from nuclei_unet.io.dsb import list_samples, load_instances
+from nuclei_unet.io.images import read_image
+from nuclei_unet.io.prepared import load_prepared
 
 
 def test_merge_gives_instance_labels_and_union(tiny_dsb):

@@ -11,14 +11,14 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-
-from nuclei_unet.io import write_json
-from nuclei_unet.params import PrepareParams, SplitParams, SyntheticParams
-from nuclei_unet.prepare import load_prepared, prepare_dataset
-from nuclei_unet.split import split_ids
-from nuclei_unet.synthetic import write_dataset
-
 from conftest import REPO
+
+from nuclei_unet.config.schema import PrepareParams, SplitParams, SyntheticParams
+from nuclei_unet.data.prepare import prepare_dataset
+from nuclei_unet.data.split import split_ids
+from nuclei_unet.data.synthetic import write_dataset
+from nuclei_unet.io.files import write_json
+from nuclei_unet.io.prepared import load_prepared
 
 BIN = Path(sys.executable).parent
 
@@ -39,8 +39,9 @@ def workdir(tmp_path_factory) -> Path:
 
 def _train_cmd(root: Path, name: str, params: str = "params.yaml") -> list[str]:
     return [sys.executable, str(REPO / "stages" / "train.py"), "--params", params,
-            "--prepared", "prepared", "--split", "split.json", "--model", f"{name}/model.pt",
-            "--live", f"{name}/live", "--resume", f"{name}/resume.pt"]
+            "--prepared", "prepared", "--split", "split.json", "--trained", f"{name}/model.pt",
+            "--live", f"{name}/live", "--details", f"{name}/details.json",
+            "--resume", f"{name}/resume.pt"]
 
 
 def _env() -> dict:
@@ -87,8 +88,12 @@ def test_same_params_same_metrics_twice(workdir):
                        capture_output=True)
     m1 = json.loads((workdir / "det1" / "live" / "metrics.json").read_text())
     m2 = json.loads((workdir / "det2" / "live" / "metrics.json").read_text())
-    for key in ("best_val_loss", "best_val_iou", "best_val_dice", "loss", "val_loss"):
-        assert m1[key] == m2[key], key
+    assert set(m1) == {"best_epoch", "best_val_loss", "best_val_iou", "best_val_dice", "step"}
+    assert m1 == m2
+    # and every epoch's figures
+    for name in ("loss.tsv", "val_loss.tsv"):
+        one, two = ((workdir / d / "live" / "plots" / "metrics" / name).read_text() for d in ("det1", "det2"))
+        assert len(one.splitlines()) == 1 + 12 and one == two, name
 
 
 def test_two_processes_with_ddp(workdir):
@@ -99,8 +104,8 @@ def test_two_processes_with_ddp(workdir):
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert "2 process(es)" in out.stderr
-    metrics = json.loads((workdir / "ddp" / "live" / "metrics.json").read_text())
-    assert metrics["processes"] == 2 and metrics["epochs_run"] == 3
+    details = json.loads((workdir / "ddp" / "details.json").read_text())
+    assert details["processes"] == 2 and details["epochs_run"] == 3
     # only the main process logs: one row per epoch, not two
     rows = (workdir / "ddp" / "live" / "plots" / "metrics" / "loss.tsv").read_text().splitlines()
     assert len(rows) == 1 + 3

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from skimage.transform import resize
 
-from nuclei_unet.resize import resize_image, seed_resize
+from nuclei_unet.transforms.resize import resize_image, seed_resize
 
 
 @pytest.mark.parametrize(

@@ -2,9 +2,9 @@
 
 import pytest
 
+from nuclei_unet.config.schema import SplitParams
+from nuclei_unet.data.split import split_ids
 from nuclei_unet.errors import ParamsError
-from nuclei_unet.params import SplitParams
-from nuclei_unet.split import split_ids
 
 
 def test_670_images_split_601_67_2():

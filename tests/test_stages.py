@@ -5,7 +5,6 @@ import sys
 import zipfile
 
 import yaml
-
 from conftest import REPO
 
 
@@ -20,8 +19,8 @@ def test_unknown_optimizer_fails_before_reading_data(tmp_path):
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["train"]["optimizer"] = "adamw"
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    proc = _stage("train", "--prepared", "nowhere", "--split", "nowhere.json", "--model",
-                  "m.pt", "--live", "live", "--resume", "r.pt", cwd=tmp_path)
+    proc = _stage("train", "--prepared", "nowhere", "--split", "nowhere.json", "--trained",
+                  "m.pt", "--live", "live", "--details", "d.json", "--resume", "r.pt", cwd=tmp_path)
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines()[-1] == (
         "[train] error: train.optimizer: 'adamw' is not one of adam, sgd"

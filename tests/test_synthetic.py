@@ -5,9 +5,9 @@ import hashlib
 import numpy as np
 from PIL import Image
 
-from nuclei_unet.dataset import list_samples, load_instances
-from nuclei_unet.params import SyntheticParams
-from nuclei_unet.synthetic import MODALITIES, SIZES, generate_image, write_dataset
+from nuclei_unet.config.schema import SyntheticParams
+from nuclei_unet.data.synthetic import MODALITIES, SIZES, generate_image, write_dataset
+from nuclei_unet.io.dsb import list_samples, load_instances
 
 
 def _digest(root):

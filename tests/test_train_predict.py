@@ -3,15 +3,15 @@
 import numpy as np
 import pytest
 import torch
-
-from nuclei_unet.checkpoint import load_checkpoint
-from nuclei_unet.errors import NucleiError
-from nuclei_unet.params import ModelParams, TrainParams
-from nuclei_unet.predict import predict_probs, threshold
-from nuclei_unet.runtime import cpu_has_bf16, resolve_precision
-from nuclei_unet.train import KERAS_ADAM_EPS, make_optimizer, train
-
 from conftest import squares
+
+from nuclei_unet.config.schema import ModelParams, TrainParams
+from nuclei_unet.errors import NucleiError
+from nuclei_unet.infer.probs import predict_probs, threshold
+from nuclei_unet.model.checkpoint import load_checkpoint
+from nuclei_unet.runtime import cpu_has_bf16, resolve_precision
+from nuclei_unet.train.build import KERAS_ADAM_EPS, make_optimizer
+from nuclei_unet.train.loop import train
 
 TINY = ModelParams(widths=(4, 8), dropouts=(0.0, 0.0))
 

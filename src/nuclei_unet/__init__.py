@@ -1,3 +1,6 @@
-"""nuclei-unet: a reproducible U-Net pipeline for cell-nucleus segmentation (DSB2018)."""
+"""nuclei-unet: a U-Net that segments cell nuclei, trained and scored by a DVC pipeline.
 
-__version__ = "0.1.0"
+The subpackages follow the pipeline: ``data`` (download, prepare, split), ``transforms``,
+``model``, ``train``, ``infer`` (predict), ``metrics`` and ``evaluate``; ``config`` is the
+params schema, ``io`` the files they exchange, ``cli`` the ``nuclei-unet`` command.
+"""

@@ -1,55 +1,147 @@
-"""What every stage script shares: logging set-up and one-line errors for bad input."""
+"""The ``nuclei-unet`` command: segment your own images with a trained model.
+
+    nuclei-unet predict IMAGE_OR_DIR... --model models/model.pt --out results/
+
+For each image (PNG, TIF or JPG; 8- or 16-bit; gray, RGB or RGBA; any size) it writes
+``<stem>_mask.png`` (uint8 0/255) and ``<stem>_labels.png`` (uint16 labels), both at the image's
+own size, and one row per nucleus in ``objects.csv``. The settings are those stored in the
+model file by the predict stage (so the command segments as the pipeline did); each flag
+overrides one. An unreadable file is reported and skipped; the others go on, and the exit
+status is 2 when any file failed.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
-import time
-from collections.abc import Callable
+import typing
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
-from .errors import NucleiError
+from tqdm import tqdm
 
+from nuclei_unet.config.load import build
+from nuclei_unet.config.schema import PredictParams
+from nuclei_unet.errors import NucleiError, ParamsError
+from nuclei_unet.infer.objects import ObjectsTable
+from nuclei_unet.infer.segment import save_segmentation, segment
+from nuclei_unet.io.dsb import IMAGE_SUFFIXES
+from nuclei_unet.io.images import read_image
+from nuclei_unet.model.checkpoint import load_checkpoint
+from nuclei_unet.runtime import resolve_device, resolve_precision
 
-def run_stage(name: str, parser: argparse.ArgumentParser, body: Callable[[argparse.Namespace], None]) -> None:
-    """Parse arguments and run ``body``; a NucleiError ends the stage with a one-line message.
+log = logging.getLogger("nuclei_unet")
 
-    Anything else is a bug and keeps its traceback.
-    """
-    logging.basicConfig(level=logging.INFO, format=f"[{name}] %(message)s", stream=sys.stderr)
-    args = parser.parse_args()
-    start = time.perf_counter()
-    try:
-        body(args)
-    except NucleiError as exc:
-        print(f"[{name}] error: {exc}", file=sys.stderr)
-        sys.exit(1)
-    # the per-stage wall times in README come from these lines
-    logging.getLogger(__name__).info("done in %.1f s", time.perf_counter() - start)
-
-
-# the paths stages pass each other, as dvc.yaml's commands name them
-PATH_ARGS = {
-    "raw": "DSB-layout dataset folder",
-    "prepared": "prepared dataset folder (dataset.npz, labels/)",
-    "split": "split JSON",
-    "model": "model file",
-    "live": "dvclive folder for per-epoch metrics and plots",
-    "resume": "resumable training checkpoint (kept while training runs, not a DVC output)",
-    "predictions": "predictions folder",
-    "curve": "CSV of the DSB score against the IoU threshold",
-    "metrics": "metrics JSON to write",
-    "csv": "per-image CSV to write",
-    "plots": "folder for the figures",
-    "out": "output path",
-}
+# stage-only settings: which splits of the pipeline's data to segment
+_NOT_FLAGS = {"full_res_splits"}
 
 
-def stage_parser(description: str, *paths: str) -> argparse.ArgumentParser:
-    """An argument parser with ``--params`` and a required ``--NAME`` for each of ``paths``
-    (names from :data:`PATH_ARGS`)."""
-    parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
-    for name in paths:
-        parser.add_argument(f"--{name}", required=True, help=PATH_ARGS[name])
+def find_images(inputs: Sequence[str]) -> list[Path]:
+    """Files given, plus the images inside folders given (not recursive), in sorted order."""
+    found: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found += sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        else:
+            found.append(path)
+    return found
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per predict setting, typed and documented from :class:`PredictParams`; each
+    defaults to None, meaning "the model file's value"."""
+    for name, field in PredictParams.model_fields.items():
+        if name in _NOT_FLAGS:
+            continue
+        default = f"(model file's value; else {field.default})"
+        kwargs: dict[str, Any] = {"default": None, "help": f"{field.description} {default}"}
+        if field.annotation is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif typing.get_origin(field.annotation) is typing.Literal:
+            kwargs["choices"] = typing.get_args(field.annotation)
+        else:
+            kwargs["type"] = field.annotation
+            kwargs["metavar"] = field.annotation.__name__.upper()
+        parser.add_argument(_flag(name), **kwargs)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nuclei-unet", description="Nucleus segmentation with a U-Net."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser(
+        "predict", help="segment images with a trained model",
+        description=__doc__.split("\n\n", 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("inputs", nargs="+", help="image files or folders of images")
+    p.add_argument("--model", required=True, help="model file (models/model.pt)")
+    p.add_argument("--out", required=True, help="output folder")
+    _add_setting_flags(p)
     return parser
+
+
+def settings(args: argparse.Namespace, stored: PredictParams | None) -> PredictParams:
+    """The model file's predict settings (else the defaults), with the flags given on top."""
+    merged = (stored or PredictParams()).model_dump()
+    merged.update({k: v for k, v in vars(args).items() if k in merged and v is not None})
+    try:
+        return build(PredictParams, merged, "predict")
+    except ParamsError as exc:  # name the flag, not the params.yaml key
+        key, message = str(exc).split(": ", 1)
+        raise ParamsError(f"{_flag(key.split('.', 1)[1])}: {message}") from None
+
+
+def predict_command(args: argparse.Namespace) -> int:
+    """Run ``predict``; returns the exit status (0, or 2 when some files failed)."""
+    checkpoint = load_checkpoint(args.model)
+    if checkpoint.predict is None:
+        log.info("%s has no predict settings: using the defaults", args.model)
+    options = settings(args, checkpoint.predict)
+    device = resolve_device(options.device)
+    dtype = resolve_precision(options.precision, device)
+    model = checkpoint.model.to(device)
+    images = find_images(args.inputs)
+    if not images:
+        raise NucleiError(f"no images found in {' '.join(args.inputs)}")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    table = ObjectsTable()
+    failed = []
+    for path in tqdm(images, desc="segment", unit="img"):
+        try:
+            image = read_image(path)
+        except NucleiError as exc:  # report and go on with the other files
+            log.error("skipped: %s", exc)
+            failed.append(path)
+            continue
+        mask, labels = segment(model, image, options, checkpoint.input_size, device, dtype)
+        save_segmentation(out, path.stem, mask, labels)
+        table.add(path.name, labels, image)
+    table.write(out / "objects.csv")
+    log.info(
+        "segmented %d of %d images into %s (%d nuclei)",
+        len(images) - len(failed), len(images), out, table.count,
+    )
+    if failed:
+        log.error("%d file(s) could not be read: %s", len(failed), ", ".join(map(str, failed)))
+        return 2
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``nuclei-unet`` console script."""
+    logging.basicConfig(level=logging.INFO, format="[nuclei-unet] %(message)s", stream=sys.stderr)
+    args = _parser().parse_args(argv)
+    try:
+        return predict_command(args)
+    except NucleiError as exc:
+        log.error("error: %s", exc)
+        return 1

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import NucleiError
-from .parallel import resolve_workers
+from nuclei_unet.errors import NucleiError
+from nuclei_unet.parallel import resolve_workers
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""params.yaml: the schema of its sections and how they are read and checked."""

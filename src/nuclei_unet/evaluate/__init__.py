@@ -1,0 +1,1 @@
+"""The evaluate stage: metrics per split, tables and figures."""

@@ -1,0 +1,1 @@
+"""Inference: probabilities with TTA, tiling, full-resolution masks, instances, object tables."""

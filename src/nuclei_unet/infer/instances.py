@@ -1,0 +1,47 @@
+"""From a binary mask to one label per nucleus: connected components or marker watershed."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+from skimage.feature import peak_local_max
+from skimage.measure import label
+from skimage.segmentation import relabel_sequential, watershed
+
+
+def split_instances(
+    mask: np.ndarray, method: str = "watershed", min_size: int = 0, min_distance: int = 3
+) -> np.ndarray:
+    """Label the nuclei of ``(H, W) bool`` ``mask``; returns ``(H, W) int32`` labels 0..n.
+
+    ``components``: 4-connected components. ``watershed``: one marker per peak of the distance
+    transform (peaks at least ``min_distance`` px apart, inside each component), then a
+    watershed on the negated distance: touching round nuclei are cut at their waist.
+    Objects smaller than ``min_size`` pixels are dropped.
+    """
+    mask = np.asarray(mask, dtype=bool)
+    components = label(mask, connectivity=1)
+    if method == "components":
+        labels = components
+    elif method == "watershed":
+        distance = ndimage.distance_transform_edt(mask)
+        # a little smoothing keeps one peak per nucleus on jagged outlines
+        smooth = ndimage.gaussian_filter(distance, 1.0)
+        peaks = peak_local_max(
+            smooth, min_distance=min_distance, labels=components, exclude_border=False
+        )
+        markers = np.zeros(mask.shape, dtype=np.int32)
+        markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
+        labels = watershed(-smooth, markers, mask=mask)
+        # a component without a peak (too thin) keeps its own label rather than vanishing
+        orphans = components * ((labels == 0) & mask)
+        labels = np.where(orphans > 0, orphans + labels.max(), labels)
+    else:
+        raise ValueError(f"unknown instance method {method!r}")
+    if min_size > 0:
+        areas = np.bincount(labels.ravel())
+        small = areas < min_size
+        small[0] = False
+        labels = np.where(small[labels], 0, labels)
+    # labels 1..n in order of value, 0 stays 0
+    return relabel_sequential(labels)[0].astype(np.int32)

@@ -1,0 +1,69 @@
+"""Overlap-tile prediction of a whole image of any size (the U-Net paper's strategy)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from nuclei_unet.config.schema import PredictParams
+from nuclei_unet.infer.probs import predict_probs
+from nuclei_unet.transforms.resize import resize_image
+
+
+def resize_float(array: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize of ``(h, w) float32`` to ``shape`` (PIL, float mode)."""
+    image = Image.fromarray(array.astype(np.float32))
+    return np.asarray(image.resize((shape[1], shape[0]), resample=Image.Resampling.BILINEAR))
+
+
+def blend_window(size: int, overlap: int) -> np.ndarray:
+    """``(size, size) float32`` weights: 1 inside, ramping down over ``overlap`` px at the
+    edges, never 0 (so every pixel of every tile counts a little)."""
+    ramp = max(overlap, 1)
+    pos = np.arange(size) + 0.5
+    w1 = np.clip(np.minimum(pos, size - pos) / ramp, 1e-3, 1.0)
+    return np.outer(w1, w1).astype(np.float32)
+
+
+def tile_origins(length: int, tile: int, stride: int) -> list[int]:
+    """Start offsets covering ``[0, length)`` with tiles of ``tile`` px every ``stride`` px."""
+    if length <= tile:
+        return [0]
+    n = int(np.ceil((length - tile) / stride)) + 1
+    return [min(i * stride, length - tile) for i in range(n)]
+
+
+def predict_tiled(
+    model: nn.Module, image: np.ndarray, options: PredictParams, device: torch.device,
+    dtype: torch.dtype,
+) -> np.ndarray:
+    """Overlap-tile prediction: ``(H, W, 3) uint8`` -> ``(H, W) float32`` probabilities.
+
+    The image is rescaled by ``tile_scale``, mirrored at its borders by half the overlap (the
+    paper's overlap-tile), cut into overlapping tiles, and the tiles' probabilities are blended
+    with :func:`blend_window`; the result is resized back to the image's size.
+    """
+    h, w = image.shape[:2]
+    sh, sw = max(1, round(h * options.tile_scale)), max(1, round(w * options.tile_scale))
+    scaled = resize_image(image, (sh, sw)) if (sh, sw) != (h, w) else image
+    tile, margin = options.tile_size, options.tile_overlap // 2
+    # mirror so border pixels see context, and so the padded image holds at least one tile
+    pad_h, pad_w = max(tile - sh - 2 * margin, 0), max(tile - sw - 2 * margin, 0)
+    padded = np.pad(
+        scaled, ((margin, margin + pad_h), (margin, margin + pad_w), (0, 0)), mode="symmetric"
+    )
+    stride = tile - options.tile_overlap
+    ys = tile_origins(padded.shape[0], tile, stride)
+    xs = tile_origins(padded.shape[1], tile, stride)
+    tiles = np.stack([padded[y : y + tile, x : x + tile] for y in ys for x in xs])
+    probs = predict_probs(model, tiles, options.batch_size, device, dtype, False, options.tta)
+    window = blend_window(tile, options.tile_overlap)
+    acc = np.zeros(padded.shape[:2], np.float32)
+    weight = np.zeros(padded.shape[:2], np.float32)
+    for (y, x), p in zip(((y, x) for y in ys for x in xs), probs):
+        acc[y : y + tile, x : x + tile] += p * window
+        weight[y : y + tile, x : x + tile] += window
+    full = (acc / weight)[margin : margin + sh, margin : margin + sw]
+    return resize_float(full, (h, w)) if (sh, sw) != (h, w) else full

@@ -1,0 +1,1 @@
+"""Reading and writing what the pipeline exchanges: files, images, the DSB layout, tables."""

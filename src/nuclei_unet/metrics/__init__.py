@@ -1,0 +1,1 @@
+"""Scores: pixel IoU/Dice and confusion (the seed's), and the DSB2018 object metric."""

@@ -1,0 +1,87 @@
+"""The model file: weights, architecture, input convention and the predict stage's settings.
+
+``models/trained.pt`` (the train stage) holds the network and its input size; the predict stage
+copies it to ``models/model.pt`` with its own settings added, so ``nuclei-unet predict --model
+models/model.pt`` segments as that stage did without any flag.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from nuclei_unet.config.load import build
+from nuclei_unet.config.schema import PredictParams
+from nuclei_unet.errors import DataError
+from nuclei_unet.io.files import atomic_path
+from nuclei_unet.model.preprocess import PREPROCESSING
+from nuclei_unet.model.unet import UNet, fuse_batch_norm
+
+
+def save_model(model: UNet, path: str | Path, extra: dict | None = None) -> None:
+    """Write the architecture, ``state_dict``, :data:`PREPROCESSING` and ``extra`` (e.g.
+    ``input_size``, ``epoch``) atomically with torch.save."""
+    payload = {
+        "widths": list(model.widths),
+        "dropouts": list(model.dropouts),
+        "norm": model.norm,
+        "out_channels": model.out_channels,
+        "preprocessing": dict(PREPROCESSING),
+        "state_dict": {k: v.detach().clone() for k, v in model.state_dict().items()},
+    }
+    payload.update(extra or {})
+    _write(payload, path)
+
+
+def _write(payload: dict[str, Any], path: str | Path) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def _read(path: str | Path) -> dict[str, Any]:
+    """A model file's payload (``weights_only``: no code runs); a bad file is a DataError."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: model file not found")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a bad file; all mean "unreadable"
+        raise DataError(f"{path}: cannot load model ({exc.__class__.__name__})") from exc
+    if not isinstance(payload, dict) or "state_dict" not in payload:
+        raise DataError(f"{path}: not a nuclei-unet model file")
+    return payload
+
+
+def add_predict_settings(src: str | Path, dest: str | Path, params: PredictParams) -> None:
+    """Copy the model file ``src`` to ``dest`` with ``params`` stored as its predict settings."""
+    payload = _read(src)
+    payload["predict"] = params.model_dump(mode="json")
+    _write(payload, dest)
+
+
+@dataclasses.dataclass
+class Checkpoint:
+    """A loaded model and what was saved with it."""
+
+    model: UNet  # for inference: eval mode, batch norms folded into their convs
+    input_size: int  # the side of the training images (pixels)
+    epoch: int | None
+    predict: PredictParams | None  # the predict stage's settings, when the file has them
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    """Rebuild the U-Net saved by :func:`save_model` (and :func:`add_predict_settings`)."""
+    payload = _read(path)
+    model = UNet(
+        payload["widths"], payload["dropouts"], norm=payload.get("norm", "none"),
+        out_channels=payload.get("out_channels", 1),
+    )
+    model.load_state_dict(payload["state_dict"])
+    stored = payload.get("predict")
+    predict = build(PredictParams, stored, f"{path}: predict") if stored is not None else None
+    return Checkpoint(
+        fuse_batch_norm(model), int(payload.get("input_size", 128)), payload.get("epoch"), predict
+    )

@@ -1,0 +1,1 @@
+"""Training: the loop, losses, resumable checkpoints and multi-process training."""

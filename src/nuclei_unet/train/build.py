@@ -1,0 +1,76 @@
+"""What a training run is built from: tensors, network, optimiser, schedule and batches.
+
+Shared by the training loop and the throughput benchmark.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler
+
+from nuclei_unet.config.schema import ModelParams, TrainParams
+from nuclei_unet.model.preprocess import to_input
+from nuclei_unet.model.unet import UNet
+from nuclei_unet.train.distributed import Dist
+from nuclei_unet.train.losses import out_channels_for
+from nuclei_unet.transforms.augment import AugmentedSet
+
+# Keras' Adam epsilon (PyTorch's default is 1e-8); kept so the seed recipe is the seed's
+KERAS_ADAM_EPS = 1e-7
+
+
+def to_tensors(images: np.ndarray, masks: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(N, H, W, 3) uint8`` and ``(N, H, W)`` 0/1 -> ``(N, 3, H, W)`` float32 in [0, 1]
+    (channels_last memory) and ``(N, 1, H, W)`` float32."""
+    return to_input(images), torch.from_numpy(masks.astype(np.float32))[:, None]
+
+
+def make_model(model_params: ModelParams, loss: str) -> UNet:
+    """The U-Net of ``model_params`` with the output head ``loss`` needs (two classes for
+    ``softmax_ce``, else one logit)."""
+    return UNet(
+        model_params.widths, model_params.dropouts, norm=model_params.norm,
+        out_channels=out_channels_for(loss),
+    )
+
+
+def make_optimizer(model: nn.Module, params: TrainParams) -> torch.optim.Optimizer:
+    """Adam (Keras epsilon) or SGD with momentum, as ``params.optimizer`` says."""
+    if params.optimizer == "adam":
+        return torch.optim.Adam(
+            model.parameters(), lr=params.lr, eps=KERAS_ADAM_EPS, weight_decay=params.weight_decay
+        )
+    return torch.optim.SGD(
+        model.parameters(), lr=params.lr, momentum=params.momentum, weight_decay=params.weight_decay
+    )
+
+
+def make_loader(
+    x: torch.Tensor, y: torch.Tensor, w: torch.Tensor | None, params: TrainParams, seed: int,
+    group: Dist, pin_memory: bool = False,
+) -> DataLoader:
+    """Shuffled, augmented batches of this process's share of the training set.
+
+    The global batch stays ``params.batch_size`` whatever the number of processes. Call
+    ``loader.sampler.set_epoch(e)`` and ``loader.dataset.set_epoch(e)`` before each epoch.
+    """
+    sampler = DistributedSampler(
+        range(len(x)), num_replicas=group.world, rank=group.rank, shuffle=True, seed=seed
+    )
+    dataset = AugmentedSet(x, y, w, params.augment, seed)
+    local_batch = max(1, params.batch_size // group.world)
+    return DataLoader(
+        dataset, batch_size=local_batch, sampler=sampler, num_workers=params.workers,
+        pin_memory=pin_memory,  # page-locked batches copy to a GPU asynchronously
+    )
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, params: TrainParams):
+    """The learning-rate schedule, stepped once per epoch; ``None`` for a constant rate."""
+    if params.scheduler == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=params.epochs)
+    if params.scheduler == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=2)
+    return None

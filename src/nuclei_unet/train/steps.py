@@ -1,0 +1,89 @@
+"""One pass of training or validation over batches: the loss, pixel accuracy, IoU and Dice."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from nuclei_unet.metrics.pixel import per_image_iou_dice
+from nuclei_unet.model.unet import foreground_logit
+from nuclei_unet.runtime import autocast
+from nuclei_unet.train.distributed import Dist
+from nuclei_unet.train.losses import bce_loss
+
+LossFn = Callable[[torch.Tensor, torch.Tensor, "torch.Tensor | None"], torch.Tensor]
+
+
+@torch.inference_mode()
+def evaluate_batches(
+    model: nn.Module,
+    data: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None],
+    batch_size: int,
+    dtype: torch.dtype,
+    loss_fn: LossFn = bce_loss,
+) -> tuple[float, float, float, float]:
+    """Mean loss, pixel accuracy, and the seed's per-image foreground IoU and Dice at 0.5."""
+    x, y, w = data
+    device = next(model.parameters()).device
+    model.eval()
+    loss_sum, correct, ious, dices = 0.0, 0.0, [], []
+    for start in range(0, len(x), batch_size):
+        xb = x[start : start + batch_size].to(device)
+        yb = y[start : start + batch_size].to(device)
+        wb = w[start : start + batch_size].to(device) if w is not None else None
+        with autocast(dtype, device):
+            logits = model(xb)
+        logits = logits.float()
+        loss_sum += float(loss_fn(logits, yb, wb)) * len(xb)
+        pred = foreground_logit(logits) > 0  # sigmoid(z) > 0.5  <=>  z > 0
+        correct += float((pred == (yb > 0.5)).sum())
+        iou, dice = per_image_iou_dice(pred[:, 0].cpu().numpy(), yb[:, 0].cpu().numpy() > 0.5)
+        ious.append(iou)
+        dices.append(dice)
+    return (
+        loss_sum / len(x),
+        correct / y.numel(),
+        float(np.concatenate(ious).mean()),
+        float(np.concatenate(dices).mean()),
+    )
+
+
+def train_epoch(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loader: DataLoader,
+    dtype: torch.dtype,
+    loss_fn: LossFn,
+    group: Dist,
+    desc: str,
+) -> tuple[float, float]:
+    """One pass over this process's share of the (augmented) batches; returns the mean
+    training loss and pixel accuracy over all processes."""
+    model.train()
+    device = next(model.parameters()).device
+    # accumulate on tensors: a float() per step would force a sync each batch
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    correct = torch.zeros((), dtype=torch.float64, device=device)
+    seen = 0
+    for batch in tqdm(loader, desc=desc, unit="batch", leave=False, disable=not group.is_main):
+        xb = batch[0].to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+        yb = batch[1].to(device, non_blocking=True)
+        wb = batch[2].to(device, non_blocking=True) if len(batch) > 2 else None
+        optimizer.zero_grad(set_to_none=True)
+        with autocast(dtype, device):
+            logits = model(xb)
+        loss = loss_fn(logits.float(), yb, wb)
+        loss.backward()
+        optimizer.step()
+        with torch.no_grad():
+            loss_sum += loss.detach().double() * len(xb)
+            pred = foreground_logit(logits.detach()) > 0
+            correct += (pred == (yb > 0.5)).sum().double() / yb[0].numel()
+        seen += len(xb)
+    loss_total, correct_total, n = group.sum([float(loss_sum), float(correct), float(seen)])
+    return loss_total / n, correct_total / n

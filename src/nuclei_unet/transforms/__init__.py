@@ -1,0 +1,1 @@
+"""Image transforms: the seed-exact resize and the training augmentations."""

@@ -1,0 +1,136 @@
+"""On-the-fly augmentation, identical for the image, its mask and its weight map.
+
+Geometric: flips and 90-degree rotations (exact), then one resampling that combines a small
+affine change (rotation, scale) with the paper's elastic deformation: random displacements on a
+coarse 3x3 grid, smoothly (bicubic) interpolated to every pixel. Photometric (image only):
+brightness, contrast, gamma, and a per-channel colour gain for stained (non-gray) images.
+Every transform is seeded per sample and epoch, so runs are reproducible with any number of
+DataLoader workers; with everything switched off the sample is returned unchanged.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from nuclei_unet.config.schema import AugmentParams
+
+# elastic sigma is given for a 256-px image and scaled to the training size
+REFERENCE_SIZE = 256
+
+
+def is_identity(params: AugmentParams) -> bool:
+    """Whether ``params`` switch every transform off (the seed's training)."""
+    return not (params.flip or params.rot90) and all(
+        v == 0 for v in (params.elastic_sigma, params.rotate_deg, params.scale,
+                         params.brightness, params.contrast, params.gamma, params.color)
+    )
+
+
+def _uniform(spread: float, generator: torch.Generator) -> float:
+    """A draw from U(-spread, spread); 0 without drawing when spread is 0."""
+    if spread == 0:
+        return 0.0
+    return float(torch.empty(1).uniform_(-spread, spread, generator=generator))
+
+
+def sampling_grid(
+    size: tuple[int, int], elastic_sigma: float, rotate_deg: float, scale: float,
+    generator: torch.Generator,
+) -> torch.Tensor | None:
+    """A ``(1, H, W, 2)`` grid for ``grid_sample`` (align_corners=True): affine + elastic
+    displacement in pixels; ``None`` when both are off."""
+    h, w = size
+    if elastic_sigma == 0 and rotate_deg == 0 and scale == 0:
+        return None
+    angle = math.radians(_uniform(rotate_deg, generator))
+    zoom = 1.0 + _uniform(scale, generator)
+    ys = torch.linspace(-1, 1, h, dtype=torch.float64)
+    xs = torch.linspace(-1, 1, w, dtype=torch.float64)
+    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
+    cos, sin = math.cos(angle) / zoom, math.sin(angle) / zoom
+    sx = cos * gx - sin * gy
+    sy = sin * gx + cos * gy
+    if elastic_sigma > 0:
+        coarse = torch.randn(1, 2, 3, 3, generator=generator, dtype=torch.float64) * elastic_sigma
+        disp = F.interpolate(coarse, size=(h, w), mode="bicubic", align_corners=True)[0]
+        # pixels -> normalised units (align_corners=True: 2 / (n - 1) per pixel)
+        sx = sx + disp[0] * 2.0 / max(w - 1, 1)
+        sy = sy + disp[1] * 2.0 / max(h - 1, 1)
+    return torch.stack([sx, sy], dim=-1)[None].float()
+
+
+def warp(x: torch.Tensor, grid: torch.Tensor | None) -> torch.Tensor:
+    """Resample ``(C, H, W)`` float at ``grid`` (bilinear, mirrored borders)."""
+    if grid is None:
+        return x
+    return F.grid_sample(x[None], grid, mode="bilinear", padding_mode="reflection", align_corners=True)[0]
+
+
+def augment(
+    image: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor | None, params: AugmentParams,
+    generator: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Augment ``image (3, H, W)`` in [0, 1], ``mask (1, H, W)`` 0/1 and ``weight (1, H, W)``."""
+    stack = [image, mask] + ([weight] if weight is not None else [])
+    if params.flip:
+        if torch.rand(1, generator=generator) < 0.5:
+            stack = [t.flip(-1) for t in stack]
+        if torch.rand(1, generator=generator) < 0.5:
+            stack = [t.flip(-2) for t in stack]
+    if params.rot90:
+        k = int(torch.randint(0, 4, (1,), generator=generator))
+        stack = [t.rot90(k, dims=(-2, -1)) for t in stack]
+    size = stack[0].shape[-2:]
+    sigma = params.elastic_sigma * size[0] / REFERENCE_SIZE
+    grid = sampling_grid(tuple(size), sigma, params.rotate_deg, params.scale, generator)
+    stack = [warp(t, grid) for t in stack]
+    image, mask = stack[0], (stack[1] > 0.5).float()
+    weight = stack[2] if weight is not None else None
+    image = photometric(image, params, generator)
+    return image, mask, weight
+
+
+def photometric(image: torch.Tensor, params: AugmentParams, generator: torch.Generator) -> torch.Tensor:
+    """Brightness (add), contrast (scale about the mean), gamma, colour gains; ``(3, H, W)``."""
+    if params.color and not (torch.equal(image[0], image[1]) and torch.equal(image[1], image[2])):
+        gains = 1.0 + torch.empty(3, 1, 1).uniform_(-params.color, params.color, generator=generator)
+        image = image * gains
+    if params.contrast:
+        mean = image.mean()
+        image = (image - mean) * (1.0 + _uniform(params.contrast, generator)) + mean
+    if params.brightness:
+        image = image + _uniform(params.brightness, generator)
+    image = image.clamp(0.0, 1.0)
+    if params.gamma:
+        image = image.pow(math.exp(_uniform(params.gamma, generator)))
+    return image
+
+
+class AugmentedSet(Dataset):
+    """Training samples augmented on the fly; ``set_epoch`` changes the draws each epoch."""
+
+    def __init__(
+        self, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor | None, params: AugmentParams,
+        seed: int,
+    ) -> None:
+        self.x, self.y, self.w, self.params, self.seed = x, y, w, params, seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int):
+        # one stream per (seed, epoch, sample): the same draws with any number of workers
+        state = np.random.SeedSequence([self.seed, self.epoch, i]).generate_state(1)[0]
+        generator = torch.Generator().manual_seed(int(state))
+        w = self.w[i] if self.w is not None else None
+        image, mask, weight = augment(self.x[i], self.y[i], w, self.params, generator)
+        return (image, mask) if weight is None else (image, mask, weight)
