@@ -22,6 +22,8 @@ $(STAMP): pyproject.toml requirements.txt
 	# torch first, pinned: a loose requirement would pull a multi-GB CUDA build
 	$(VENV)/bin/pip install -r requirements.txt
 	$(VENV)/bin/pip install -e ".[test]"
+	# the page template .dvc/config names: `dvc plots show` then works without a network
+	$(VENV)/bin/nuclei-unet plots-template --out .dvc/offline_plots.html
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -1,5 +1,6 @@
 """Stage evaluate: the seed's IoU/Dice per split, pooled figures, confusion matrix and plots,
-and the DSB2018 metric at original resolution for the splits predicted there."""
+and the DSB2018 metric and instance panels at original resolution for the splits predicted
+there."""
 
 from pathlib import Path
 
@@ -22,6 +23,7 @@ def main(args) -> None:
         read_json(args.split),
         load_predictions(Path(args.predictions) / PREDICTIONS_FILE),
         params,
+        raw_dir=Path(args.raw),
         truth_dir=Path(args.prepared) / LABELS_DIR,
         full_dir=Path(args.predictions) / FULL_DIR,
         outputs=outputs,
@@ -30,6 +32,7 @@ def main(args) -> None:
 
 if __name__ == "__main__":
     parser = stage_parser(
-        __doc__, "prepared", "split", "predictions", "metrics", "details", "csv", "curve", "plots"
+        __doc__, "raw", "prepared", "split", "predictions", "metrics", "details", "csv", "curve",
+        "plots",
     )
     run_stage("evaluate", parser, main)

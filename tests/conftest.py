@@ -6,7 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
+
+from nuclei_unet.model.checkpoint import save_model
+from nuclei_unet.model.unet import UNet
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -52,3 +56,12 @@ def tiny_dsb(tmp_path: Path) -> Path:
         image[np.any(masks, axis=0), :3] = 200
         write_sample(root, f"img{i}", image, masks[: 2 + i % 2])
     return root
+
+
+@pytest.fixture
+def tiny_model(tmp_path: Path) -> Path:
+    """A model file of an untrained two-level U-Net (4, 8 channels) for 32-px inputs."""
+    torch.manual_seed(0)
+    path = tmp_path / "model.pt"
+    save_model(UNet((4, 8), (0.0, 0.0)), path, {"input_size": 32})
+    return path

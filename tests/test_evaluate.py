@@ -4,10 +4,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nuclei_unet.evaluate.plots import overlay
+from nuclei_unet.evaluate.outlines import draw_outlines
+from nuclei_unet.evaluate.plots import COLORS, instance_figure, overlay
 from nuclei_unet.evaluate.report import per_image_rows, pick_samples
 from nuclei_unet.io.prepared import positions
 from nuclei_unet.io.tables import write_table
+from nuclei_unet.metrics.dsb import match_labels
 
 
 def test_overlay_uses_the_seed_colours():
@@ -45,3 +47,32 @@ def test_positions_by_id():
 def test_pick_samples(n, total, expected):
     picks = pick_samples([str(i) for i in range(total)], n)
     assert len(picks) == len(expected) and picks[0:1] == expected[0:1] and picks[-1:] == expected[-1:]
+
+
+def test_match_labels_sorts_objects_by_their_match():
+    true = np.zeros((6, 12), np.uint16)
+    pred = np.zeros((6, 12), np.uint16)
+    true[1:5, 0:4] = 1  # found (pred 9 covers it exactly)
+    pred[1:5, 0:4] = 9
+    true[1:5, 5:7] = 2  # missed: pred 4 covers only a quarter of the union
+    pred[1:3, 5:6] = 4
+    pred[0:2, 9:12] = 5  # nothing there: a false positive
+    assert match_labels(true, pred) == ([9], [4, 5], [2])
+    assert match_labels(true, np.zeros_like(pred)) == ([], [], [1, 2])
+
+
+def test_instance_figure_keeps_the_image_size_and_colours_by_match():
+    image = np.zeros((60, 80, 3), np.uint8)
+    true = np.zeros((60, 80), np.uint16)
+    pred = np.zeros((60, 80), np.uint16)
+    true[10:20, 10:20] = 1
+    pred[10:20, 10:20] = 3
+    pred[30:40, 50:60] = 7
+    true[40:50, 20:30] = 2
+    drawn = draw_outlines(image, pred, {3: COLORS["tp"], 7: COLORS["fp"]})
+    drawn = draw_outlines(drawn, true, {2: COLORS["fn"]})
+    assert tuple(drawn[10, 15]) == COLORS["tp"] and tuple(drawn[30, 55]) == COLORS["fp"]
+    assert tuple(drawn[40, 25]) == COLORS["fn"] and tuple(drawn[15, 15]) == (0, 0, 0)
+    fig = instance_figure(image, true, pred, ([3], [7], [2]), "title")
+    width, height = fig.get_size_inches() * fig.dpi
+    assert round(width) == 80 and round(height) == 100  # the image plus a 40-px title band

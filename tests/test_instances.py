@@ -16,8 +16,6 @@ from nuclei_unet.infer.segment import predict_full
 from nuclei_unet.infer.tiling import blend_window, predict_tiled, tile_origins
 from nuclei_unet.io.rle import rle_decode, rle_encode, submission_rows
 from nuclei_unet.metrics.dsb import THRESHOLDS, image_scores, iou_matrix
-from nuclei_unet.model.checkpoint import save_model
-from nuclei_unet.model.unet import UNet
 
 SHAPE = (60, 100)
 A, B = disc(SHAPE, (30, 35), 15), disc(SHAPE, (30, 62), 15)  # touching at x ~ 48
@@ -129,14 +127,6 @@ def test_resize_mode_gives_original_size():
     image = np.zeros((70, 90, 3), np.uint8)
     probs = predict_full(Constant(), image, PredictParams(tta=False), 32, torch.device("cpu"))
     assert probs.shape == (70, 90)
-
-
-@pytest.fixture
-def tiny_model(tmp_path):
-    torch.manual_seed(0)
-    path = tmp_path / "model.pt"
-    save_model(UNet((4, 8), (0.0, 0.0)), path, {"input_size": 32})
-    return path
 
 
 def test_command_on_mixed_images(tmp_path, tiny_model):

@@ -13,6 +13,7 @@ import yaml
 from conftest import REPO
 
 from nuclei_unet.config.load import load_section
+from nuclei_unet.export.plots_page import write_page
 
 pytestmark = pytest.mark.slow
 
@@ -50,6 +51,7 @@ def repo(tmp_path_factory) -> Path:
         shutil.copytree(REPO / name, root / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     (root / ".dvc").mkdir()
     shutil.copy(REPO / ".dvc" / "config", root / ".dvc" / "config")
+    write_page(root / ".dvc" / "offline_plots.html")  # the page template the config names
     params = _merge(yaml.safe_load((REPO / "params.yaml").read_text()), TINY_PARAMS)
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run(["git", "init", "-q", "-b", "main"], root)
@@ -80,6 +82,9 @@ def test_repro_writes_every_output(repo):
     split_ids = json.loads((repo / "data/split.json").read_text())
     for k in split_ids["val"] + split_ids["test"]:
         assert (repo / "data/predictions/full" / f"{k}_labels.png").is_file()
+    # an instance panel per val sample (n_samples: 2) and test image, at the image's size
+    panels = sorted(p.name for p in (repo / "metrics/plots/instances").iterdir())
+    assert len(panels) == 4 and sum(p.startswith("test_") for p in panels) == 2
     # headline figures only; the rest is in the details file
     assert list(metrics["val"]) == ["iou_fg", "dice_fg", "dsb_map", "f1_50", "iou_mean", "dice_mean"]
     details = json.loads((repo / "metrics/evaluate_details.json").read_text())
@@ -128,8 +133,10 @@ def test_experiment_metrics_diff_and_plots(repo):
     assert params["params.yaml"]["train.optimizer"] == {"old": "adam", "new": "sgd"}
     run([str(BIN / "dvc"), "plots", "show", "-o", "plots_html"], repo)
     html = (repo / "plots_html" / "index.html").read_text()
-    for title in ("Loss", "Validation IoU and Dice", "DSB2018 score", "confusion_val.png"):
+    for title in ("Loss", "Validation IoU and Dice", "DSB2018 score", "confusion_val.png",
+                  "instances/val_", "instances/test_"):
         assert title in html, title
+    assert "cdn.jsdelivr.net" not in html  # the offline template: Vega is inside the page
 
 
 def test_seed_recipe_and_nested_overrides(repo):

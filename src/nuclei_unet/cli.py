@@ -2,9 +2,12 @@
 
     nuclei-unet predict IMAGE_OR_DIR... --model models/model.pt --out results/
 
-For each image (PNG, TIF or JPG; 8- or 16-bit; gray, RGB or RGBA; any size) it writes
-``<stem>_mask.png`` (uint8 0/255) and ``<stem>_labels.png`` (uint16 labels), both at the image's
-own size, and one row per nucleus in ``objects.csv``. The settings are those stored in the
+For each image (PNG, TIF or JPG; 8- or 16-bit; gray, RGB or RGBA; any size) it writes, at the
+image's own size: <stem>_mask.png (uint8 0/255), <stem>_labels.png (uint16 labels),
+<stem>_labels.tif (compressed TIFF, uint16 or uint32, with the input TIFF's pixel size),
+<stem>_rois.zip (one ImageJ polygon ROI per nucleus, named by label) and <stem>_overlay.png
+(numbered, coloured outlines); --format picks some of them. objects.csv gets one row per
+nucleus. The settings are those stored in the
 model file by the predict stage (so the command segments as the pipeline did); each flag
 overrides one. An unreadable file is reported and skipped; the others go on, and the exit
 status is 2 when any file failed.
@@ -13,6 +16,7 @@ status is 2 when any file failed.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
 import sys
 import typing
@@ -25,10 +29,13 @@ from tqdm import tqdm
 from nuclei_unet.config.load import build
 from nuclei_unet.config.schema import PredictParams
 from nuclei_unet.errors import NucleiError, ParamsError
+from nuclei_unet.export.images import FORMATS, write_formats
+from nuclei_unet.export.plots_page import write_page
 from nuclei_unet.infer.objects import ObjectsTable
-from nuclei_unet.infer.segment import save_segmentation, segment
+from nuclei_unet.infer.segment import segment
 from nuclei_unet.io.dsb import IMAGE_SUFFIXES
 from nuclei_unet.io.images import read_image
+from nuclei_unet.io.tiff import read_pixel_size
 from nuclei_unet.model.checkpoint import load_checkpoint
 from nuclei_unet.runtime import resolve_device, resolve_precision
 
@@ -84,7 +91,25 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", help="image files or folders of images")
     p.add_argument("--model", required=True, help="model file (models/model.pt)")
     p.add_argument("--out", required=True, help="output folder")
+    p.add_argument(
+        "--format", action="append", choices=list(FORMATS), dest="formats",
+        help="a file to write per image, repeatable (default: all of them)",
+    )
     _add_setting_flags(p)
+    t = sub.add_parser(
+        "plots-template", help="write the page template that lets dvc plots show work offline",
+        description="Write the HTML template .dvc/config names for `dvc plots show`: DVC's page "
+        "with Vega, Vega-Lite and vega-embed inside it instead of loaded from a CDN.",
+    )
+    t.add_argument("--out", default=".dvc/offline_plots.html", help="(default: %(default)s)")
+    e = sub.add_parser(
+        "export", help="write a bioimage.io model package of a model file",
+        description="Write a bioimage.io model package (zip): TorchScript weights and the state "
+        "dict, axes, preprocessing, a test input and its output, a cover, citations. Needs the "
+        "bioimageio extra: pip install 'nuclei-unet[bioimageio]'.",
+    )
+    e.add_argument("model", help="model file (models/model.pt)")
+    e.add_argument("--out", default="nuclei_unet.bioimageio.zip", help="(default: %(default)s)")
     return parser
 
 
@@ -113,17 +138,19 @@ def predict_command(args: argparse.Namespace) -> int:
         raise NucleiError(f"no images found in {' '.join(args.inputs)}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    formats = args.formats or list(FORMATS)
     table = ObjectsTable()
     failed = []
     for path in tqdm(images, desc="segment", unit="img"):
         try:
             image = read_image(path)
+            pixel_size = read_pixel_size(path)
         except NucleiError as exc:  # report and go on with the other files
             log.error("skipped: %s", exc)
             failed.append(path)
             continue
         mask, labels = segment(model, image, options, checkpoint.input_size, device, dtype)
-        save_segmentation(out, path.stem, mask, labels)
+        write_formats(out, path.stem, image, mask, labels, formats, pixel_size)
         table.add(path.name, labels, image)
     table.write(out / "objects.csv")
     log.info(
@@ -136,11 +163,27 @@ def predict_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def export_command(args: argparse.Namespace) -> int:
+    """Run ``export``: the bioimage.io package of ``args.model``."""
+    if importlib.util.find_spec("bioimageio") is None:
+        raise NucleiError("export needs bioimageio.spec: pip install 'nuclei-unet[bioimageio]'")
+    # imported here: bioimageio is an optional dependency
+    from nuclei_unet.export.bioimageio import export_bioimageio
+
+    export_bioimageio(args.model, args.out)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``nuclei-unet`` console script."""
     logging.basicConfig(level=logging.INFO, format="[nuclei-unet] %(message)s", stream=sys.stderr)
     args = _parser().parse_args(argv)
     try:
+        if args.command == "plots-template":
+            log.info("wrote %s", write_page(args.out))
+            return 0
+        if args.command == "export":
+            return export_command(args)
         return predict_command(args)
     except NucleiError as exc:
         log.error("error: %s", exc)

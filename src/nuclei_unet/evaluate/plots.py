@@ -11,14 +11,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from nuclei_unet.evaluate.outlines import FALSE_POSITIVE, MATCHED, MISSED, draw_outlines  # noqa: E402
 from nuclei_unet.io.files import atomic_path  # noqa: E402
 
-# the seed notebook's colours
-COLORS = {
-    "tp": (0, 255, 255),  # cyan
-    "fp": (255, 0, 255),  # magenta
-    "fn": (255, 255, 0),  # yellow
-}
+# the seed notebook's colours: cyan, magenta, yellow
+COLORS = {"tp": MATCHED, "fp": FALSE_POSITIVE, "fn": MISSED}
 
 
 def overlay(image: np.ndarray, true: np.ndarray, pred: np.ndarray, alpha: float = 0.5) -> np.ndarray:
@@ -77,4 +74,26 @@ def confusion_figure(cm: dict[str, float], title: str) -> Figure:
     ax.set_ylabel("truth")
     ax.set_title(title)
     fig.tight_layout()
+    return fig
+
+
+def instance_figure(
+    image: np.ndarray, true: np.ndarray, pred: np.ndarray, match: tuple[list, list, list],
+    title: str,
+) -> Figure:
+    """One image at its own resolution with each predicted nucleus outlined by its match at
+    IoU 0.5: matched cyan, false positive magenta, and each missed true nucleus yellow.
+
+    ``image (H, W, 3) uint8``, ``true`` and ``pred`` ``(H, W)`` labels; ``match`` is
+    ``(matched predicted labels, false-positive predicted labels, missed true labels)``.
+    """
+    matched, false_pos, missed = match
+    drawn = draw_outlines(image, pred, {**{k: MATCHED for k in matched}, **{k: FALSE_POSITIVE for k in false_pos}})
+    drawn = draw_outlines(drawn, true, {k: MISSED for k in missed})
+    h, w = image.shape[:2]
+    fig = plt.figure(figsize=(w / 100, h / 100 + 0.4), dpi=100)
+    ax = fig.add_axes((0, 0, 1, h / (h + 40)))
+    ax.imshow(drawn, interpolation="nearest")
+    ax.axis("off")
+    fig.suptitle(title, fontsize=9, y=0.995, va="top")
     return fig

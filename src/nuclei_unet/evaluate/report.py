@@ -18,16 +18,18 @@ from matplotlib.figure import Figure
 from nuclei_unet.config.schema import EvaluateParams
 from nuclei_unet.evaluate.plots import (
     confusion_figure,
+    instance_figure,
     overlay,
     samples_figure,
     save_figure,
 )
+from nuclei_unet.io.dsb import list_samples
 from nuclei_unet.io.files import atomic_path, write_json
-from nuclei_unet.io.images import read_labels, write_png
+from nuclei_unet.io.images import read_image, read_labels, write_png
 from nuclei_unet.io.predictions import Predictions
 from nuclei_unet.io.prepared import PreparedDataset, positions
 from nuclei_unet.io.tables import write_table
-from nuclei_unet.metrics.dsb import THRESHOLDS, image_scores
+from nuclei_unet.metrics.dsb import THRESHOLDS, image_scores, match_labels
 from nuclei_unet.metrics.pixel import per_image_iou_dice, summarize
 
 log = logging.getLogger(__name__)
@@ -145,14 +147,13 @@ def pick_samples(ids: list[str], n: int) -> list[int]:
 
 
 def split_figures(
-    split: str, ids: list[str], images: np.ndarray, pred: np.ndarray, true: np.ndarray,
-    confusion: dict[str, float], n_samples: int,
+    split: str, ids: list[str], picks: list[int], images: np.ndarray, pred: np.ndarray,
+    true: np.ndarray, confusion: dict[str, float],
 ) -> tuple[dict[str, Figure], dict[str, np.ndarray]]:
-    """The samples panel and confusion matrix of a split, and an overlay per sample image
-    (``images (N, S, S, 3) uint8`` of ``ids``)."""
+    """The samples panel (of ``picks``, positions in ``ids``) and confusion matrix of a split,
+    and an overlay per sample image (``images (N, S, S, 3) uint8`` of ``ids``)."""
     figures: dict[str, Figure] = {}
     overlays: dict[str, np.ndarray] = {}
-    picks = pick_samples(ids, n_samples)
     if picks:
         panel = [(ids[i], images[i], true[i], pred[i]) for i in picks]
         figures[f"samples_{split}.png"] = samples_figure(panel, f"{split}: samples")
@@ -164,10 +165,34 @@ def split_figures(
     return figures, overlays
 
 
+def instance_panels(
+    split: str, ids: list[str], image_paths: dict[str, Path], truth_dir: Path, full_dir: Path,
+    rows: pd.DataFrame,
+) -> dict[str, Figure]:
+    """For each of ``ids`` (predicted at full resolution), the image at its own size with the
+    predicted nuclei outlined by their match at IoU 0.5 and the missed ones, its DSB score in
+    the title: ``instances/<split>_<id>.png``."""
+    scores = rows.set_index("id")["dsb_score"]
+    figures = {}
+    for k in ids:
+        true = read_labels(truth_dir / f"{k}.png")
+        pred = read_labels(full_dir / f"{k}_labels.png")
+        match = match_labels(true, pred)
+        title = (
+            f"{split} {k[:16]}: DSB score {scores[k]:.3f}\nmatched {len(match[0])} (cyan), "
+            f"false positive {len(match[1])} (magenta), missed {len(match[2])} (yellow)"
+        )
+        figures[f"instances/{split}_{k[:16]}.png"] = instance_figure(
+            read_image(image_paths[k]), true, pred, match, title
+        )
+    return figures
+
+
 def write_plots(folder: Path, figures: dict[str, Figure], overlays: dict[str, np.ndarray]) -> None:
     """The figures and ``overlays/`` in ``folder``, replaced as a whole."""
     with atomic_path(folder) as tmp:
         (tmp / "overlays").mkdir(parents=True)
+        (tmp / "instances").mkdir()
         for name, fig in figures.items():
             save_figure(fig, tmp / name)
         for name, image in overlays.items():
@@ -184,16 +209,18 @@ def curve_table(curves: dict[str, list[float]]) -> pd.DataFrame:
 
 def evaluate(
     data: PreparedDataset, splits: dict[str, list[str]], predictions: Predictions,
-    params: EvaluateParams, *, truth_dir: Path, full_dir: Path, outputs: Outputs,
+    params: EvaluateParams, *, raw_dir: Path, truth_dir: Path, full_dir: Path, outputs: Outputs,
 ) -> dict[str, SplitScores]:
     """Score every split and write :class:`Outputs`.
 
     Splits whose images were predicted at full resolution (``full_dir``) also get the DSB
-    metric against the original instance labels (``truth_dir``).
+    metric against the original instance labels (``truth_dir``), and their sample images
+    (from ``raw_dir``) an instance panel each.
     """
     scores: dict[str, SplitScores] = {}
     figures: dict[str, Figure] = {}
     overlays: dict[str, np.ndarray] = {}
+    image_paths: dict[str, Path] | None = None
     for split in SPLITS:
         ids = splits.get(split, [])
         if not ids:
@@ -202,13 +229,19 @@ def evaluate(
         where = positions(predictions.ids, ids, "prediction for image")
         pred = predictions.masks[where].astype(bool)
         scores[split] = score_split(split, ids, pred, true, params, truth_dir, full_dir)
-        if split in ("val", "test"):
-            n = params.n_samples if split == "val" else len(ids)
-            more = split_figures(
-                split, ids, data.images[data.index(ids)], pred, true, scores[split].figures, n
-            )
-            figures.update(more[0])
-            overlays.update(more[1])
+        if split not in ("val", "test"):
+            continue
+        picks = pick_samples(ids, params.n_samples if split == "val" else len(ids))
+        more = split_figures(
+            split, ids, picks, data.images[data.index(ids)], pred, true, scores[split].figures
+        )
+        figures.update(more[0])
+        overlays.update(more[1])
+        if scores[split].curve is not None:  # predicted at full resolution
+            image_paths = image_paths or {s.id: s.image for s in list_samples(raw_dir)}
+            figures.update(instance_panels(
+                split, [ids[i] for i in picks], image_paths, truth_dir, full_dir, scores[split].rows
+            ))
     write_outputs(outputs, scores)
     write_plots(outputs.plots, figures, overlays)
     return scores

@@ -44,19 +44,24 @@ def segment(
     model: nn.Module, image: np.ndarray, options: PredictParams, input_size: int,
     device: torch.device, dtype: torch.dtype = torch.float32,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Mask ``(H, W) uint8`` 0/1 and instance labels ``(H, W) uint16`` of one image."""
+    """Mask ``(H, W) uint8`` 0/1 and instance labels ``(H, W)`` of one image: uint16, or
+    uint32 past 65,535 nuclei."""
     probs = predict_full(model, image, options, input_size, device, dtype)
     mask = probs > options.threshold
     labels = split_instances(mask, options.instances, options.min_size, options.min_distance)
-    if labels.max() > np.iinfo(np.uint16).max:
-        raise ValueError("more than 65535 nuclei in one image")
-    return mask.astype(np.uint8), labels.astype(np.uint16)
+    wide = labels.max(initial=0) > np.iinfo(np.uint16).max
+    return mask.astype(np.uint8), labels.astype(np.uint32 if wide else np.uint16)
 
 
-def save_segmentation(out_dir: Path, stem: str, mask: np.ndarray, labels: np.ndarray) -> None:
+def save_segmentation(
+    out_dir: Path, stem: str, mask: np.ndarray, labels: np.ndarray, *, write_mask: bool = True,
+    write_labels: bool = True,
+) -> None:
     """Write ``<stem>_mask.png`` (uint8 0/255) and ``<stem>_labels.png`` (uint16) in ``out_dir``."""
-    write_png(out_dir / f"{stem}_mask.png", mask.astype(np.uint8) * 255)
-    write_png(out_dir / f"{stem}_labels.png", labels.astype(np.uint16))
+    if write_mask:
+        write_png(out_dir / f"{stem}_mask.png", mask.astype(np.uint8) * 255)
+    if write_labels:
+        write_png(out_dir / f"{stem}_labels.png", labels.astype(np.uint16))
 
 
 def predict_full_res(

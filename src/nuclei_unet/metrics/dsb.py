@@ -59,3 +59,22 @@ def image_scores(true: np.ndarray, pred: np.ndarray) -> dict[str, float]:
            "n_true": n_true, "n_pred": n_pred}
     out.update({f"score_{t:.2f}": float(s) for t, s in zip(THRESHOLDS, per_t)})
     return out
+
+
+def match_labels(
+    true: np.ndarray, pred: np.ndarray, threshold: float = 0.5
+) -> tuple[list[int], list[int], list[int]]:
+    """Objects by their match at ``IoU > threshold`` (>= 0.5: one-to-one): the predicted labels
+    matched, the predicted labels unmatched (false positives), the true labels missed.
+
+    >>> true = np.array([[1, 1, 0, 2]]); pred = np.array([[5, 5, 7, 0]])
+    >>> match_labels(true, pred)
+    ([5], [7], [2])
+    """
+    t_ids, p_ids = (np.unique(a) for a in (true, pred))
+    t_ids, p_ids = t_ids[t_ids != 0], p_ids[p_ids != 0]
+    hit = iou_matrix(true, pred) > threshold  # rows t_ids, columns p_ids, both in sorted order
+    return (
+        p_ids[hit.any(axis=0)].tolist(), p_ids[~hit.any(axis=0)].tolist(),
+        t_ids[~hit.any(axis=1)].tolist(),
+    )

@@ -72,14 +72,26 @@ class Checkpoint:
     predict: PredictParams | None  # the predict stage's settings, when the file has them
 
 
+def architecture(payload: dict[str, Any]) -> dict[str, Any]:
+    """The keyword arguments of :class:`UNet` that a model file's weights were trained with."""
+    return {
+        "widths": list(payload["widths"]), "dropouts": list(payload["dropouts"]),
+        "norm": payload.get("norm", "none"), "out_channels": payload.get("out_channels", 1),
+    }
+
+
+def load_network(path: str | Path) -> tuple[UNet, dict[str, Any]]:
+    """The U-Net of a model file as trained (eval mode, batch norms not folded) and the file's
+    payload (architecture, input size, settings)."""
+    payload = _read(path)
+    model = UNet(**architecture(payload))
+    model.load_state_dict(payload["state_dict"])
+    return model.eval(), payload
+
+
 def load_checkpoint(path: str | Path) -> Checkpoint:
     """Rebuild the U-Net saved by :func:`save_model` (and :func:`add_predict_settings`)."""
-    payload = _read(path)
-    model = UNet(
-        payload["widths"], payload["dropouts"], norm=payload.get("norm", "none"),
-        out_channels=payload.get("out_channels", 1),
-    )
-    model.load_state_dict(payload["state_dict"])
+    model, payload = load_network(path)
     stored = payload.get("predict")
     predict = build(PredictParams, stored, f"{path}: predict") if stored is not None else None
     return Checkpoint(

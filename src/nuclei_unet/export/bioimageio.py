@@ -1,0 +1,174 @@
+"""A bioimage.io model package of a trained model: the format the model zoo, deepImageJ,
+ilastik and the bioimageio tools load.
+
+The package holds TorchScript weights and the PyTorch state dict (built by
+``nuclei_unet.model.unet.UNet``), the input and output axes, the preprocessing the pipeline
+applies (uint8 RGB divided by 255) and a sigmoid on the logits, a test input with its
+expected output, a cover image, and authors, licence and citations.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from bioimageio.spec import save_bioimageio_package
+from bioimageio.spec.model import v0_5 as bmz
+from PIL import Image
+
+from nuclei_unet.config.schema import SyntheticParams
+from nuclei_unet.data.synthetic import generate_image
+from nuclei_unet.errors import NucleiError
+from nuclei_unet.model.checkpoint import architecture, load_network
+from nuclei_unet.model.preprocess import PREPROCESSING, to_input
+from nuclei_unet.model.unet import UNet
+from nuclei_unet.transforms.resize import resize_image
+
+log = logging.getLogger(__name__)
+
+CITATIONS = [
+    bmz.CiteEntry(
+        text="Ronneberger, Fischer, Brox. U-Net: Convolutional Networks for Biomedical Image "
+        "Segmentation. MICCAI 2015", doi=bmz.Doi("10.1007/978-3-319-24574-4_28"),
+    ),
+    bmz.CiteEntry(
+        text="Caicedo et al. Nucleus segmentation across imaging experiments: the 2018 Data "
+        "Science Bowl. Nature Methods 16, 1247-1253 (2019); data: BBBC038 (Broad Bioimage "
+        "Benchmark Collection)", doi=bmz.Doi("10.1038/s41592-019-0612-7"),
+    ),
+]
+DOCUMENTATION = """# nuclei-unet U-Net
+
+A U-Net (Ronneberger et al. 2015) that segments cell nuclei, trained by the nuclei-unet DVC
+pipeline on 2018 Data Science Bowl images (BBBC038) or on its synthetic stand-in.
+
+- Input `raw`: an RGB image, uint8, axes batch, channel (R, G, B), y, x; y and x a multiple
+  of {divisor}. Gray images: repeat the channel three times. Preprocessing: divide by 255.
+- Output `probability`: the nucleus probability per pixel (a sigmoid on the logits), float32,
+  same y and x. Threshold it ({threshold}) for a mask; nuclei-unet then splits touching
+  nuclei with a distance-transform watershed.
+- Trained at {size} x {size} pixels: nuclei-unet resizes whole images to that size before the
+  network sees them, and resizes the probabilities back.
+
+# Validation
+
+Kept from the training run: the best epoch was {epoch}, with validation loss {val_loss}.
+The nuclei-unet pipeline that trained it scores the validation and test images (pixel IoU and
+Dice at the training size, the DSB2018 object metric at full size) in its
+`metrics/evaluate.json`; its README gives the figures on DSB2018 stage1_train.
+"""
+
+
+def _test_image(size: int) -> np.ndarray:
+    """A synthetic fluorescence-like test image, ``(size, size, 3) uint8`` (seeded, fixed)."""
+    sample = generate_image(0, 0, SyntheticParams(count=1, min_nuclei=12, max_nuclei=12))
+    return resize_image(np.ascontiguousarray(sample.image[..., :3]), size)
+
+
+def _write_files(folder: Path, net: UNet, image: np.ndarray, payload: dict) -> dict[str, Path]:
+    """The package's files in ``folder``: weights, test tensors, cover, documentation."""
+    files = {name: folder / name for name in (
+        "weights.pt", "weights_torchscript.pt", "test_input.npy", "test_output.npy",
+        "cover.png", "README.md",
+    )}
+    torch.save(net.state_dict(), files["weights.pt"])
+    x = to_input(image[None]).contiguous()
+    with torch.inference_mode(), warnings.catch_warnings():
+        # the forward's size check is traced as a constant: harmless, sizes are checked by
+        # the package's axes (multiples of the divisor)
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        # TorchScript is deprecated in torch, but it is the format bioimage.io tools run
+        warnings.simplefilter("ignore", DeprecationWarning)
+        traced = torch.jit.trace(net, x, check_trace=False)
+        probs = torch.sigmoid(net(x)).numpy().astype(np.float32)
+    traced.save(str(files["weights_torchscript.pt"]))
+    np.save(files["test_input.npy"], np.ascontiguousarray(image.transpose(2, 0, 1)[None]))
+    np.save(files["test_output.npy"], probs)
+    gray = np.repeat((probs[0, 0] * 255).round().astype(np.uint8)[..., None], 3, axis=2)
+    Image.fromarray(np.concatenate([image, gray], axis=1)).save(files["cover.png"])
+    predict = payload.get("predict") or {}
+    files["README.md"].write_text(DOCUMENTATION.format(
+        divisor=net.divisor, threshold=f"nuclei-unet used {predict.get('threshold', 0.5)}",
+        size=payload.get("input_size", 128), epoch=payload.get("epoch", "not recorded"),
+        val_loss=f"{payload['val_loss']:.4f}" if "val_loss" in payload else "not recorded",
+    ))
+    return files
+
+
+def _tensors(divisor: int, files: dict[str, Path]) -> tuple[bmz.InputTensorDescr, bmz.OutputTensorDescr]:
+    size = bmz.ParameterizedSize(min=divisor, step=divisor)
+    raw = bmz.InputTensorDescr(
+        id=bmz.TensorId("raw"), description="RGB image, uint8",
+        axes=[bmz.BatchAxis(), bmz.ChannelAxis(channel_names=[bmz.Identifier(c) for c in "RGB"]),
+              bmz.SpaceInputAxis(id=bmz.AxisId("y"), size=size),
+              bmz.SpaceInputAxis(id=bmz.AxisId("x"), size=size)],
+        test_tensor=bmz.FileDescr(source=files["test_input.npy"]),
+        data=bmz.IntervalOrRatioDataDescr(type="uint8"),
+        # ends in ensure_dtype: else the spec casts the result back to the input's uint8
+        preprocessing=[
+            bmz.EnsureDtypeDescr(kwargs=bmz.EnsureDtypeKwargs(dtype="float32")),
+            bmz.ScaleLinearDescr(kwargs=bmz.ScaleLinearKwargs(gain=1.0 / PREPROCESSING["divide_by"])),
+            bmz.EnsureDtypeDescr(kwargs=bmz.EnsureDtypeKwargs(dtype="float32")),
+        ],
+    )
+    same = {a: bmz.SizeReference(tensor_id=bmz.TensorId("raw"), axis_id=bmz.AxisId(a)) for a in "yx"}
+    probability = bmz.OutputTensorDescr(
+        id=bmz.TensorId("probability"), description="nucleus probability",
+        axes=[bmz.BatchAxis(), bmz.ChannelAxis(channel_names=[bmz.Identifier("nucleus")]),
+              bmz.SpaceOutputAxis(id=bmz.AxisId("y"), size=same["y"]),
+              bmz.SpaceOutputAxis(id=bmz.AxisId("x"), size=same["x"])],
+        test_tensor=bmz.FileDescr(source=files["test_output.npy"]),
+        data=bmz.IntervalOrRatioDataDescr(type="float32", range=(0.0, 1.0)),
+        postprocessing=[bmz.SigmoidDescr()],
+    )
+    return raw, probability
+
+
+def describe(model_path: str | Path, folder: Path, image: np.ndarray | None = None) -> bmz.ModelDescr:
+    """The bioimage.io description of the model file ``model_path``, its files in ``folder``.
+
+    ``image`` (``(S, S, 3) uint8``, S a multiple of the network's divisor) is the test input;
+    by default a synthetic one at the training size.
+    """
+    net, payload = load_network(model_path)
+    if net.out_channels != 1:
+        raise NucleiError(f"{model_path}: only one-logit models (not train.loss softmax_ce) export")
+    image = _test_image(int(payload.get("input_size", 128))) if image is None else image
+    files = _write_files(folder, net, image, payload)
+    raw, probability = _tensors(net.divisor, files)
+    version = torch.__version__.split("+")[0]
+    state_dict = bmz.PytorchStateDictWeightsDescr(
+        source=files["weights.pt"], pytorch_version=bmz.Version(version),
+        architecture=bmz.ArchitectureFromLibraryDescr(
+            import_from="nuclei_unet.model.unet", callable=bmz.Identifier("UNet"),
+            kwargs=architecture(payload),
+        ),
+    )
+    torchscript = bmz.TorchscriptWeightsDescr(
+        source=files["weights_torchscript.pt"], pytorch_version=bmz.Version(version),
+        parent="pytorch_state_dict",
+    )
+    return bmz.ModelDescr(
+        name="nuclei-unet U-Net for nucleus segmentation",
+        description="U-Net (Ronneberger et al. 2015) trained by the nuclei-unet DVC pipeline to "
+        "segment cell nuclei (2018 Data Science Bowl / BBBC038 images)",
+        authors=[bmz.Author(name="nuclei-unet contributors")], cite=CITATIONS,
+        license=bmz.LicenseId("MIT"), documentation=bmz.FileDescr(source=files["README.md"]),
+        covers=[bmz.FileDescr(source=files["cover.png"])], tags=["nuclei", "segmentation", "unet", "fluorescence",
+                                            "dsb2018", "pytorch"],
+        inputs=[raw], outputs=[probability],
+        weights=bmz.WeightsDescr(pytorch_state_dict=state_dict, torchscript=torchscript),
+    )
+
+
+def export_bioimageio(model_path: str | Path, out: str | Path) -> Path:
+    """Write the bioimage.io package (a zip) of the model file ``model_path`` to ``out``."""
+    with tempfile.TemporaryDirectory(prefix="nuclei-unet-bmz-") as tmp:
+        descr = describe(model_path, Path(tmp))
+        saved = save_bioimageio_package(descr, output_path=Path(out))
+    log.info("wrote the bioimage.io package %s", saved)
+    return Path(saved)

@@ -1,0 +1,48 @@
+"""The per-image files ``nuclei-unet predict`` writes, in the formats field tools open."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection
+from pathlib import Path
+
+import numpy as np
+
+from nuclei_unet.evaluate.outlines import numbered_overlay
+from nuclei_unet.infer.segment import save_segmentation
+from nuclei_unet.io.images import write_png
+from nuclei_unet.io.rois import write_rois
+from nuclei_unet.io.tiff import PixelSize, write_labels_tif
+
+log = logging.getLogger(__name__)
+
+# name -> the file it writes, <stem> + suffix
+FORMATS = {
+    "mask": "_mask.png",  # uint8 0/255
+    "labels": "_labels.png",  # uint16 instance labels
+    "tif": "_labels.tif",  # uint16 (uint32 past 65,535 nuclei) TIFF with the pixel size
+    "rois": "_rois.zip",  # one ImageJ polygon ROI per nucleus
+    "overlay": "_overlay.png",  # the image with numbered, coloured outlines
+}
+
+
+def write_formats(
+    out_dir: Path, stem: str, image: np.ndarray, mask: np.ndarray, labels: np.ndarray,
+    formats: Collection[str], pixel_size: PixelSize | None = None,
+) -> None:
+    """Write ``formats`` (keys of :data:`FORMATS`) for one image: ``image (H, W, 3) uint8``,
+    ``mask (H, W)`` 0/1, ``labels (H, W)`` uint16 or uint32."""
+    png_labels = "labels" in formats and labels.dtype == np.uint16
+    if "labels" in formats and not png_labels:
+        log.warning("%s: over 65,535 nuclei do not fit a 16-bit PNG: see %s%s", stem, stem,
+                    FORMATS["tif"])
+    if "mask" in formats or png_labels:
+        save_segmentation(
+            out_dir, stem, mask, labels, write_mask="mask" in formats, write_labels=png_labels
+        )
+    if "tif" in formats:
+        write_labels_tif(out_dir / f"{stem}{FORMATS['tif']}", labels, pixel_size)
+    if "rois" in formats:
+        write_rois(out_dir / f"{stem}{FORMATS['rois']}", labels)
+    if "overlay" in formats:
+        write_png(out_dir / f"{stem}{FORMATS['overlay']}", numbered_overlay(image, labels))

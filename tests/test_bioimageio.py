@@ -1,0 +1,56 @@
+"""`nuclei-unet export`: a bioimage.io model package that the model zoo's own check passes."""
+
+from __future__ import annotations
+
+import zipfile
+
+import pytest
+import torch
+import yaml
+
+from nuclei_unet.cli import main
+from nuclei_unet.model.checkpoint import save_model
+from nuclei_unet.model.unet import UNet
+
+core = pytest.importorskip("bioimageio.core", reason="the bioimageio extra is not installed")
+
+
+@pytest.fixture(scope="module")
+def package(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bmz")
+    torch.manual_seed(0)
+    save_model(UNet((4, 8), (0.0, 0.0), norm="batch"), root / "model.pt",
+               {"input_size": 32, "epoch": 3, "val_loss": 0.5})
+    assert main(["export", str(root / "model.pt"), "--out", str(root / "m.bioimageio.zip")]) == 0
+    return root / "m.bioimageio.zip"
+
+
+def test_the_package_passes_the_bioimageio_model_test(package):
+    summary = core.test_model(package)
+    failed = [(d.name, [e.msg[:200] for e in d.errors]) for d in summary.details if d.status != "passed"]
+    assert summary.status == "passed", failed
+    names = {d.name for d in summary.details}
+    # both weight formats reproduce the expected output from the test input
+    assert "Reproduce test outputs from test inputs (pytorch_state_dict)" in names
+    assert "Reproduce test outputs from test inputs (torchscript)" in names
+
+
+def test_the_package_says_what_it_needs(package):
+    with zipfile.ZipFile(package) as z:
+        rdf = yaml.safe_load(z.read("rdf.yaml"))
+        files = set(z.namelist())
+    assert rdf["type"] == "model" and rdf["format_version"].startswith("0.5")
+    assert set(rdf["weights"]) == {"pytorch_state_dict", "torchscript"}
+    assert rdf["weights"]["pytorch_state_dict"]["architecture"]["import_from"] == "nuclei_unet.model.unet"
+    (raw,) = rdf["inputs"]
+    assert [p["id"] for p in raw["preprocessing"]] == ["ensure_dtype", "scale_linear", "ensure_dtype"]
+    assert raw["preprocessing"][1]["kwargs"]["gain"] == pytest.approx(1 / 255)
+    assert [p["id"] for p in rdf["outputs"][0]["postprocessing"]][0] == "sigmoid"
+    assert rdf["license"] == "MIT" and len(rdf["cite"]) == 2 and rdf["covers"]
+    assert {"cover.png", "README.md", "test_input.npy", "test_output.npy"} <= files
+
+
+def test_export_refuses_a_two_class_model(tmp_path):
+    save_model(UNet((4, 8), (0.0, 0.0), out_channels=2), tmp_path / "two.pt", {"input_size": 32})
+    assert main(["export", str(tmp_path / "two.pt"), "--out", str(tmp_path / "x.zip")]) == 1
+    assert not (tmp_path / "x.zip").exists()
