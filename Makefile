@@ -15,7 +15,8 @@ export DVC_NO_ANALYTICS := 1
 SEED_RECIPE := -S prepare.mask_rule=any -S model.norm=none -S train.loss=bce \
 	-S train.scheduler=none -S train.epochs=40 -S train.patience=2 \
 	-S train.augment.flip=false -S train.augment.rot90=false \
-	-S train.augment.elastic_sigma=0.0 -S predict.tta=false
+	-S train.augment.elastic_sigma=0.0 -S predict.tta=false \
+	-S train.precision=fp32 -S predict.precision=fp32
 
 $(STAMP): pyproject.toml requirements.txt
 	$(PYTHON) -m venv $(VENV)

@@ -1,11 +1,14 @@
-"""Training and inference throughput of the U-Net, ours against the eager fp32 NCHW reference.
+"""Training and inference throughput of the U-Net: ours, the eager reference, the seed's Keras.
 
 Prints images/s of (a) our full training loop (the train stage's own train_epoch: shuffling,
 augmentation, batching and logging included) at the model and train params of params.yaml,
-(b) the reference training step (the seed's model, eager, fp32, NCHW, plain loop), (c) our
-inference (predict_probs on the model as the predict stage loads it: batch norms folded) and
-(d) the reference inference, each as the median of several timed repetitions in this one
-process, with the fraction of the compute limit reached. The last line is one JSON object.
+(b) the same loop at the seed notebook's recipe (no batch norm, BCE, no augmentation: the
+work Keras does), (c) the reference training step (the seed's model, eager, fp32, NCHW, plain
+loop), (d) the seed notebook's own Keras model and ``model.fit`` when TensorFlow is installed
+(``pip install 'nuclei-unet[bench]'``), and the same for inference (ours: predict_probs on the
+model as the predict stage loads it, batch norms folded; Keras: ``model.predict``); each the
+median of several timed repetitions in this one process, on the same synthetic batches. The
+last line is one JSON object.
 
     python benchmarks/throughput.py [--params params.yaml] [--images 64] [--repeats 3]
 """
@@ -13,18 +16,19 @@ process, with the fraction of the compute limit reached. The last line is one JS
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
-import statistics
-import time
 
 import numpy as np
 import torch
+from timing import median_rate  # beside this file
 from torch import nn
 
 from nuclei_unet.config.load import load_section
+from nuclei_unet.config.schema import AugmentParams
 from nuclei_unet.infer.probs import predict_probs
 from nuclei_unet.model.unet import UNet, fuse_batch_norm
-from nuclei_unet.runtime import resolve_precision, set_threads
+from nuclei_unet.runtime import cpu_has_bf16, resolve_precision, set_threads
 from nuclei_unet.train.build import make_loader, make_model, make_optimizer, to_tensors
 from nuclei_unet.train.distributed import Dist
 from nuclei_unet.train.losses import LOSSES
@@ -32,16 +36,6 @@ from nuclei_unet.train.steps import train_epoch
 
 # forward FLOPs of the seed model at 128x128 (2 per multiply-add); training costs about 3x
 FORWARD_GFLOP = 1.52
-
-
-def _median_rate(fn, n_images: int, repeats: int) -> float:
-    fn()  # warm-up: allocator, oneDNN primitive caches
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return n_images / statistics.median(times)
 
 
 def main() -> None:
@@ -70,6 +64,20 @@ def main() -> None:
     def our_epoch() -> None:
         train_epoch(ours, optimizer, loader, dtype, LOSSES[params.loss], Dist(), "bench")
 
+    # the seed's recipe through the same loop: the work Keras' fit does
+    seed_params = params.model_copy(update={
+        "loss": "bce", "augment": AugmentParams(flip=False, rot90=False, elastic_sigma=0.0),
+    })
+    torch.manual_seed(0)
+    seed_net = make_model(model_params.model_copy(update={"norm": "none"}), "bce").to(
+        memory_format=torch.channels_last
+    )
+    seed_opt = make_optimizer(seed_net, seed_params)
+    seed_loader = make_loader(x, y, None, seed_params, 0, Dist())
+
+    def seed_epoch() -> None:
+        train_epoch(seed_net, seed_opt, seed_loader, dtype, LOSSES["bce"], Dist(), "bench")
+
     reference = UNet()
     ref_x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(255).contiguous()
     ref_y = torch.from_numpy(masks).float()[:, None]
@@ -90,29 +98,69 @@ def main() -> None:
         for start in range(0, len(ref_x), args.batch_size):
             torch.sigmoid(reference(ref_x[start : start + args.batch_size]))
 
-    def our_infer() -> None:
-        predict_probs(inference_model, images, args.batch_size, progress=False)
+    predict_dtype = resolve_precision(load_section(args.params, "predict").precision)
 
-    train_rate = _median_rate(our_epoch, args.images, args.repeats)
+    def our_infer() -> None:  # as the predict stage runs it: its precision, no TTA
+        predict_probs(inference_model, images, args.batch_size, dtype=predict_dtype, progress=False)
+
+    train_rate = median_rate(our_epoch, args.images, args.repeats)
     inference_model = fuse_batch_norm(ours)
     rates = {
         "train_img_s": train_rate,
-        "reference_img_s": _median_rate(reference_epoch, args.images, args.repeats),
-        "infer_img_s": _median_rate(our_infer, args.images, args.repeats),
-        "reference_infer_img_s": _median_rate(reference_infer, args.images, args.repeats),
+        "seed_recipe_img_s": median_rate(seed_epoch, args.images, args.repeats),
+        "reference_img_s": median_rate(reference_epoch, args.images, args.repeats),
+        "infer_img_s": median_rate(our_infer, args.images, args.repeats),
+        "reference_infer_img_s": median_rate(reference_infer, args.images, args.repeats),
     }
+    keras, reason = _keras(images, masks, args, threads)
+    rates.update({k: v for k, v in keras.items()})
     print(
-        f"\nthroughput, 128x128, batch {args.batch_size}, {threads} threads, precision "
-        f"{params.precision}, norm {model_params.norm}, loss {params.loss}, augment {params.augment}"
+        f"\nthroughput on {_cpu()}, 128x128, batch {args.batch_size}, {threads} threads, "
+        f"precision {params.precision} (train {_name(dtype)}, predict {_name(predict_dtype)}), "
+        f"norm {model_params.norm}, loss {params.loss}, augment {params.augment}"
     )
     for name, rate in rates.items():
-        gflop = FORWARD_GFLOP * (3 if "infer" not in name else 1)
+        gflop = FORWARD_GFLOP * (3 if "infer" not in name and "predict" not in name else 1)
         frac = f"  {rate * gflop / args.peak_gflops:5.1%} of {args.peak_gflops:.0f} GFLOP/s" if args.peak_gflops else ""
         print(f"  {name:<24} {rate:8.1f} img/s  ({rate * gflop:6.1f} GFLOP/s){frac}")
     print(f"  training:  ours / reference = {rates['train_img_s'] / rates['reference_img_s']:.2f}x")
     print(f"  inference: ours / reference = {rates['infer_img_s'] / rates['reference_infer_img_s']:.2f}x")
-    print(json.dumps({**{k: round(v, 2) for k, v in rates.items()},
-                      "keras_img_s": None, "keras_predict_img_s": None}))
+    if keras:
+        print(f"  training:  ours / Keras fit = {rates['train_img_s'] / rates['keras_img_s']:.2f}x "
+              f"(seed recipe: {rates['seed_recipe_img_s'] / rates['keras_img_s']:.2f}x)")
+        print(f"  inference: ours / Keras predict = "
+              f"{rates['infer_img_s'] / rates['keras_predict_img_s']:.2f}x")
+    else:
+        print(f"  Keras: not timed ({reason})")
+    out = {k: round(v, 2) for k, v in rates.items()}
+    out.setdefault("keras_img_s", None)
+    out.setdefault("keras_predict_img_s", None)
+    print(json.dumps({**out, "keras_reason": reason, "cpu": _cpu(),
+                      "train_precision": _name(dtype), "predict_precision": _name(predict_dtype)}))
+
+
+def _name(dtype: torch.dtype) -> str:
+    return "bf16" if dtype == torch.bfloat16 else "fp32"
+
+
+def _cpu() -> str:
+    """The CPU's model name and whether it has native bf16 (AVX512_BF16/AMX)."""
+    name = "unknown CPU"
+    with open("/proc/cpuinfo", encoding="utf-8") as fh:
+        for line in fh:
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    return f"{name} ({'native bf16' if cpu_has_bf16() else 'no native bf16'})"
+
+
+def _keras(images, masks, args, threads) -> tuple[dict[str, float], str | None]:
+    """The seed's Keras rates, or none and the one-line reason."""
+    if importlib.util.find_spec("tensorflow") is None:
+        return {}, "TensorFlow is not installed (pip install 'nuclei-unet[bench]')"
+    from keras_seed import keras_rates  # beside this file; imports TensorFlow
+
+    return keras_rates(images, masks, args.batch_size, args.repeats, threads), None
 
 
 if __name__ == "__main__":

@@ -157,6 +157,7 @@ def test_seed_recipe_and_nested_overrides(repo):
     assert not any(train.augment.model_dump().values())  # every augmentation off
     predict = load_section(path, "predict")
     assert (predict.threshold, predict.tta) == (0.5, False)
+    assert train.precision == predict.precision == "fp32"  # Keras' float32
     run(["git", "checkout", "-q", "--", "params.yaml"], repo)
     # nested keys and lists
     run([dvc, "exp", "run", "-n", "nested", "-S", "train.augment.flip=true",

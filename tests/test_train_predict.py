@@ -109,3 +109,16 @@ def test_precision_resolution(tmp_path):
     (tmp_path / "cpuinfo").write_text("flags : fpu avx2\n")
     assert not cpu_has_bf16(tmp_path / "cpuinfo")
     assert resolve_precision("auto") == (torch.bfloat16 if cpu_has_bf16() else torch.float32)
+
+
+@pytest.mark.parametrize("flags, device, expected", [
+    ("fpu sse2 avx avx2 fma", "cpu", torch.float32),  # AVX2 only: bf16 would be emulated
+    ("fpu avx2 avx512f avx512bw", "cpu", torch.float32),  # AVX-512 without its bf16 part
+    ("fpu avx2 avx512f avx512_bf16", "cpu", torch.bfloat16),  # e.g. AMD EPYC (Zen 4)
+    ("fpu avx2 amx_bf16 amx_tile", "cpu", torch.bfloat16),  # Intel Sapphire Rapids
+    ("fpu avx2 fma", "cuda", torch.bfloat16),  # any GPU: bf16 autocast
+])
+def test_auto_precision_by_machine(tmp_path, flags, device, expected):
+    (tmp_path / "cpuinfo").write_text(f"model name : test\nflags : {flags}\n")
+    assert resolve_precision("auto", device, tmp_path / "cpuinfo") == expected
+    assert resolve_precision("fp32", device, tmp_path / "cpuinfo") == torch.float32

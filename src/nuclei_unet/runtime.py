@@ -40,11 +40,13 @@ def cpu_has_bf16(cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def resolve_precision(precision: str, device: torch.device | str = "cpu") -> torch.dtype:
+def resolve_precision(
+    precision: str, device: torch.device | str = "cpu", cpuinfo: str | Path = "/proc/cpuinfo"
+) -> torch.dtype:
     """``fp32`` -> float32, ``bf16`` -> bfloat16, ``auto`` -> bf16 on CUDA or where the CPU
     has native bf16 (emulated bf16 on an AVX2 CPU is many times slower than fp32)."""
     if precision == "auto":
-        native = torch.device(device).type == "cuda" or cpu_has_bf16()
+        native = torch.device(device).type == "cuda" or cpu_has_bf16(cpuinfo)
         precision = "bf16" if native else "fp32"
     return torch.bfloat16 if precision == "bf16" else torch.float32
 

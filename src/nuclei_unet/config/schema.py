@@ -166,7 +166,7 @@ class TrainParams(Section):
     epochs: int = Field(60, ge=1)
     patience: int | None = Field(None, ge=1)  # null: no early stopping
     device: Device = "auto"
-    precision: Precision = "fp32"
+    precision: Precision = "auto"  # bf16 where the CPU has it natively, or on CUDA
     threads: int = Field(0, ge=0)  # 0 = all cores
     processes: int = Field(1, ge=1)
     workers: int = Field(0, ge=0)
@@ -183,7 +183,7 @@ class PredictParams(Section):
     batch_size: int = Field(32, ge=1, description="images (or tiles) per forward pass")
     device: Device = Field("auto", description="auto: CUDA when torch sees a GPU, else CPU")
     precision: Precision = Field(
-        "fp32", description="auto: bf16 where the CPU has native bf16, or on CUDA"
+        "auto", description="auto: bf16 where the CPU has native bf16, or on CUDA; else fp32"
     )
     tta: bool = Field(True, description="average the 8 flips/rotations of each image")
     mode: Literal["resize", "tile"] = Field(

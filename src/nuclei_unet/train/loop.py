@@ -102,7 +102,6 @@ class Run:
     dtype: torch.dtype
     loss_fn: LossFn
     group: Dist
-    n_train: int
     n_params: int
     precision: str
     fingerprint: str
@@ -136,7 +135,7 @@ def _start(
     )
     run = Run(
         net, model, optimizer, make_scheduler(optimizer, params), loader,
-        (vx, vy, _weights(val_data, params)), dtype, LOSSES[params.loss], group, len(x),
+        (vx, vy, _weights(val_data, params)), dtype, LOSSES[params.loss], group,
         count_parameters(net), "bf16" if dtype == torch.bfloat16 else "fp32",
         data_fingerprint(*train_data, *val_data) + repr((model_params, params, seed)),
     )
@@ -176,7 +175,7 @@ def _epoch(run: Run, epoch: int, batch_size: int) -> EpochStats:
     )
 
 
-def _record(state: LoopState, stats: EpochStats, net: UNet, patience: int | None) -> bool:
+def _record(state: LoopState, stats: EpochStats, net: UNet) -> bool:
     """Add the epoch to ``state``, keep the weights when val_loss improved; whether it did."""
     state.history.append(stats)
     state.epoch += 1
@@ -255,7 +254,7 @@ def train(
         if stopped:
             break
         stats = _epoch(run, epoch, params.batch_size)
-        improved = _record(state, stats, run.net, params.patience)
+        improved = _record(state, stats, run.net)
         stopped = params.patience is not None and state.wait >= params.patience
         if run.group.is_main:
             _log_epoch(live, stats)
