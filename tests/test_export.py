@@ -11,8 +11,10 @@ from PIL import Image
 from skimage.draw import polygon2mask
 
 from nuclei_unet.cli import main
+from nuclei_unet.errors import DataError
 from nuclei_unet.evaluate.outlines import label_colour
 from nuclei_unet.export.images import FORMATS, write_formats
+from nuclei_unet.infer.segment import save_segmentation
 from nuclei_unet.io.rois import outline
 from nuclei_unet.io.tiff import PixelSize, read_pixel_size, write_labels_tif
 
@@ -107,3 +109,15 @@ def test_command_writes_the_formats_asked_for(tmp_path, tiny_model):
     assert main([*args, "--out", str(tmp_path / "some"), "--format", "rois", "--format", "tif"]) == 0
     names = {p.name for p in (tmp_path / "some").iterdir()}
     assert names == {"cells_rois.zip", "cells_labels.tif", "objects.csv"}
+
+
+def test_a_label_png_refuses_labels_past_16_bits(tmp_path):
+    """The stage's PNG writer: more nuclei than uint16 holds is an error, not wrapped labels."""
+    labels = np.arange(1, 300 * 250 + 1, dtype=np.uint32).reshape(300, 250)
+    with pytest.raises(DataError, match="75000 nuclei do not fit a 16-bit label PNG"):
+        save_segmentation(tmp_path, "many", labels > 0, labels)
+    assert not list(tmp_path.iterdir())
+    # the command writes the other formats and leaves the PNG labels out
+    write_formats(tmp_path, "many", np.zeros((300, 250, 3), np.uint8), labels > 0, labels,
+                  ["labels", "tif"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["many_labels.tif"]

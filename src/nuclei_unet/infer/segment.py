@@ -14,6 +14,7 @@ from torch import nn
 from tqdm import tqdm
 
 from nuclei_unet.config.schema import PredictParams
+from nuclei_unet.errors import DataError
 from nuclei_unet.infer.instances import split_instances
 from nuclei_unet.infer.probs import predict_probs
 from nuclei_unet.infer.tiling import predict_tiled, resize_float
@@ -57,7 +58,14 @@ def save_segmentation(
     out_dir: Path, stem: str, mask: np.ndarray, labels: np.ndarray, *, write_mask: bool = True,
     write_labels: bool = True,
 ) -> None:
-    """Write ``<stem>_mask.png`` (uint8 0/255) and ``<stem>_labels.png`` (uint16) in ``out_dir``."""
+    """Write ``<stem>_mask.png`` (uint8 0/255) and ``<stem>_labels.png`` (uint16) in ``out_dir``.
+
+    Labels past 65,535 do not fit the PNG: a DataError, never a silently wrapped label map.
+    """
+    if write_labels and labels.max(initial=0) > np.iinfo(np.uint16).max:
+        raise DataError(
+            f"{stem}: {int(labels.max())} nuclei do not fit a 16-bit label PNG (the TIFF holds them)"
+        )
     if write_mask:
         write_png(out_dir / f"{stem}_mask.png", mask.astype(np.uint8) * 255)
     if write_labels:
