@@ -12,10 +12,13 @@ export DVC_NO_ANALYTICS := 1
 
 # The seed notebook's recipe, as overrides of params.yaml's defaults (which are our best
 # recipe); the test suite runs exactly this line (`make -s seed-recipe` prints it).
-SEED_RECIPE := -S prepare.mask_rule=any -S model.norm=none -S train.loss=bce \
-	-S train.scheduler=none -S train.epochs=40 -S train.patience=2 \
+SEED_RECIPE := -S prepare.mask_rule=any -S prepare.native.enabled=false -S model.norm=none \
+	-S train.loss=bce -S train.scheduler=none -S train.epochs=40 -S train.patience=2 \
+	-S train.input=resized -S train.edge=false \
 	-S train.augment.flip=false -S train.augment.rot90=false \
-	-S train.augment.elastic_sigma=0.0 -S predict.tta=false \
+	-S train.augment.elastic_sigma=0.0 -S train.augment.gray=0.0 \
+	-S train.augment.invert=0.0 -S train.augment.channel_shuffle=0.0 \
+	-S predict.tta=false -S predict.mode=resize -S predict.instances=watershed \
 	-S train.precision=fp32 -S predict.precision=fp32
 
 $(STAMP): pyproject.toml requirements.txt

@@ -1,10 +1,15 @@
-"""Stage predict: probabilities and masks at training size for every image, masks, instance
-labels and a Kaggle submission at original size for the chosen splits, and the model file
-users apply (the trained model with these predict settings stored in it)."""
+"""Stage predict: masks, instance labels and a Kaggle submission at original size for the
+chosen splits; probabilities and masks at training size (for a model trained on whole 128-px
+images, of every image; for one trained on native crops, its full-size probabilities of the
+chosen splits brought to that size); and the model file users apply (the trained model with
+these predict settings stored in it)."""
 
 import logging
 
+import numpy as np
+
 from nuclei_unet.config.load import load_section
+from nuclei_unet.data.prepare import HALF
 from nuclei_unet.infer.probs import predict_probs, threshold
 from nuclei_unet.infer.segment import predict_full_res
 from nuclei_unet.io.dsb import list_samples
@@ -25,18 +30,29 @@ def main(args) -> None:
     data = load_prepared(args.prepared)
     splits = read_json(args.split)
     ids = [k for split in ("train", "val", "test") for k in splits[split]]
+    wanted = {k for split in params.full_res_splits for k in splits[split]}
+    samples = [s for s in list_samples(args.raw) if s.id in wanted]
     with atomic_path(args.out) as out:
         out.mkdir()
-        images = data.images[data.index(ids)]
-        probs = predict_probs(
-            checkpoint.model, images, params.batch_size, device, dtype, tta=params.tta
+        small = predict_full_res(
+            checkpoint.model, samples, params, checkpoint.input_size, out / FULL_DIR, device,
+            dtype, checkpoint.scale, data.images.shape[1],
         )
-        save_predictions(out / PREDICTIONS_FILE, ids, probs, threshold(probs, params.threshold))
-        wanted = {k for split in params.full_res_splits for k in splits[split]}
-        samples = [s for s in list_samples(args.raw) if s.id in wanted]
-        predict_full_res(
-            checkpoint.model, samples, params, checkpoint.input_size, out / FULL_DIR, device, dtype
-        )
+        if checkpoint.scale.native:
+            # a native-scale model sees no 128-px image: its training-size masks are its
+            # full-size masks brought to that size by the rule the true masks followed (at
+            # least half of the pixel covered); "probs" then holds the covered fraction
+            ids = [k for k in ids if k in small]
+            size = data.images.shape[1:3]
+            probs = np.stack([small[k] for k in ids]) if ids else np.zeros((0, *size), np.float32)
+            masks = (probs >= HALF).astype(np.uint8)
+        else:
+            probs = predict_probs(
+                checkpoint.model, data.images[data.index(ids)], params.batch_size, device=device,
+                dtype=dtype, tta=params.tta,
+            )
+            masks = threshold(probs, params.threshold)
+        save_predictions(out / PREDICTIONS_FILE, ids, probs, masks)
     add_predict_settings(args.trained, args.model, params)
     logging.info(
         "predicted %d images (threshold %.2f), %d at full resolution (%s, %s); %s carries "

@@ -11,6 +11,7 @@ import sys
 from dvclive import Live
 
 from nuclei_unet.config.load import load_section, load_seed
+from nuclei_unet.data.native import load_native
 from nuclei_unet.errors import ParamsError
 from nuclei_unet.io.files import read_json, write_json
 from nuclei_unet.io.prepared import load_prepared
@@ -38,13 +39,19 @@ def main(args) -> None:
             "train.weight_map: the prepared data has no weight maps (set prepare.weight_map: true)"
         )
     extra = [data.weights] if params.weight_map else []
+    if params.input == "crops":
+        train_data = load_native(args.prepared, splits["train"])
+        val_data = load_native(args.prepared, splits["val"])
+    else:
+        train_data = (data.images[tr], data.masks[tr], *[a[tr] for a in extra])
+        val_data = (data.images[va], data.masks[va], *[a[va] for a in extra])
     main_process = int(os.environ.get("RANK", "0")) == 0
     # metrics and plots are declared in dvc.yaml, so dvclive must not edit it
     live = Live(args.live, save_dvc_exp=False, dvcyaml=None) if main_process else None
     with live or contextlib.nullcontext():
         result = train(
-            (data.images[tr], data.masks[tr], *[a[tr] for a in extra]),
-            (data.images[va], data.masks[va], *[a[va] for a in extra]),
+            train_data,
+            val_data,
             model_params,
             params,
             seed,
@@ -53,7 +60,8 @@ def main(args) -> None:
             args.resume,
         )
     if main_process:
-        write_json(args.details, details(result, len(tr)))
+        per_epoch = len(tr) * (params.crops_per_image if params.input == "crops" else 1)
+        write_json(args.details, details(result, per_epoch))
     shutdown()
 
 

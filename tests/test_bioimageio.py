@@ -15,12 +15,20 @@ from nuclei_unet.model.unet import UNet
 core = pytest.importorskip("bioimageio.core", reason="the bioimageio extra is not installed")
 
 
-@pytest.fixture(scope="module")
-def package(tmp_path_factory):
+# a model of the resized input, and one of native crops with the edge class (two channels)
+MODELS = {
+    "resized": (1, {"input_size": 32}),
+    "edge": (2, {"input_size": 32, "input": "crops", "diameter": 20.0}),
+}
+
+
+@pytest.fixture(scope="module", params=sorted(MODELS))
+def package(tmp_path_factory, request):
     root = tmp_path_factory.mktemp("bmz")
     torch.manual_seed(0)
-    save_model(UNet((4, 8), (0.0, 0.0), norm="batch"), root / "model.pt",
-               {"input_size": 32, "epoch": 3, "val_loss": 0.5})
+    channels, extra = MODELS[request.param]
+    save_model(UNet((4, 8), (0.0, 0.0), norm="batch", out_channels=channels), root / "model.pt",
+               {**extra, "epoch": 3, "val_loss": 0.5})
     assert main(["export", str(root / "model.pt"), "--out", str(root / "m.bioimageio.zip")]) == 0
     return root / "m.bioimageio.zip"
 
@@ -48,9 +56,22 @@ def test_the_package_says_what_it_needs(package):
     assert [p["id"] for p in rdf["outputs"][0]["postprocessing"]][0] == "sigmoid"
     assert rdf["license"] == "MIT" and len(rdf["cite"]) == 2 and rdf["covers"]
     assert {"cover.png", "README.md", "test_input.npy", "test_output.npy"} <= files
+    channels = rdf["outputs"][0]["axes"][1]["channel_names"]
+    assert channels in (["nucleus"], ["nucleus", "edge"])
+    readme = z_read(package, "README.md")
+    if channels == ["nucleus", "edge"]:
+        assert "channel `edge`" in readme and "median nucleus is 20 px" in readme
+    else:
+        assert "resizes whole images to that size" in readme
+
+
+def z_read(package, name: str) -> str:
+    with zipfile.ZipFile(package) as z:
+        return z.read(name).decode()
 
 
 def test_export_refuses_a_two_class_model(tmp_path):
-    save_model(UNet((4, 8), (0.0, 0.0), out_channels=2), tmp_path / "two.pt", {"input_size": 32})
+    save_model(UNet((4, 8), (0.0, 0.0), out_channels=2, head="softmax"), tmp_path / "two.pt",
+               {"input_size": 32})
     assert main(["export", str(tmp_path / "two.pt"), "--out", str(tmp_path / "x.zip")]) == 1
     assert not (tmp_path / "x.zip").exists()

@@ -76,3 +76,29 @@ def test_instance_figure_keeps_the_image_size_and_colours_by_match():
     fig = instance_figure(image, true, pred, ([3], [7], [2]), "title")
     width, height = fig.get_size_inches() * fig.dpi
     assert round(width) == 80 and round(height) == 100  # the image plus a 40-px title band
+
+
+def test_full_res_scores_per_image_kind(tmp_path):
+    from nuclei_unet.data.kinds import FLUORESCENCE, STAINED
+    from nuclei_unet.evaluate.report import full_res_scores
+    from nuclei_unet.io.images import write_png
+
+    truth_dir, pred_dir = tmp_path / "truth", tmp_path / "pred"
+    truth_dir.mkdir()
+    pred_dir.mkdir()
+    truth = np.zeros((20, 20), np.uint16)
+    truth[2:8, 2:8], truth[12:18, 12:18] = 1, 2
+    # image a: both nuclei found exactly (score 1); image b: one of two (score 1/2 everywhere)
+    for k, pred in (("a", truth), ("b", np.where(truth == 2, 0, truth).astype(np.uint16))):
+        write_png(truth_dir / f"{k}.png", truth)
+        write_png(pred_dir / f"{k}_labels.png", pred)
+        write_png(pred_dir / f"{k}_mask.png", (pred > 0).astype(np.uint8) * 255)
+    table, summary, curve = full_res_scores(
+        ["a", "b"], truth_dir, pred_dir, 1e-3, {"a": FLUORESCENCE, "b": STAINED}
+    )
+    assert summary["dsb_map"] == pytest.approx(0.75) and curve[0] == pytest.approx(0.75)
+    assert summary["dsb_map_fluorescence"] == 1.0 and summary["dsb_map_stained"] == 0.5
+    assert summary["f1_50_stained"] == pytest.approx(2 / 3) and summary["images_stained"] == 1
+    assert list(table["kind"]) == [FLUORESCENCE, STAINED]
+    one_kind = full_res_scores(["a"], truth_dir, pred_dir, 1e-3, {"a": FLUORESCENCE})[1]
+    assert "dsb_map_stained" not in one_kind  # no made-up figure for a kind the split lacks

@@ -8,7 +8,9 @@ import torch
 from conftest import disc
 from PIL import Image
 
-from nuclei_unet.cli import _parser, main, settings
+from nuclei_unet.cli import _parser, default_settings, main, settings
+from nuclei_unet.model.checkpoint import Checkpoint, Scale
+from nuclei_unet.model.unet import UNet
 from nuclei_unet.config.schema import PredictParams
 from nuclei_unet.errors import ParamsError
 from nuclei_unet.infer.instances import split_instances
@@ -125,8 +127,8 @@ def test_tile_geometry():
 
 def test_resize_mode_gives_original_size():
     image = np.zeros((70, 90, 3), np.uint8)
-    probs = predict_full(Constant(), image, PredictParams(tta=False), 32, torch.device("cpu"))
-    assert probs.shape == (70, 90)
+    probs = predict_full(Constant(), image, PredictParams(tta=False, mode="resize"), 32, torch.device("cpu"))
+    assert probs.shape == (1, 70, 90)  # one map: the foreground
 
 
 def test_command_on_mixed_images(tmp_path, tiny_model):
@@ -161,7 +163,11 @@ def test_flags_override_the_model_files_settings():
     assert settings(args, stored) == stored.model_copy(update=dict(tta=False, threshold=0.3, tile_size=64))
     plain = _parser().parse_args(["predict", "x.png", "--model", "m", "--out", "o"])
     assert settings(plain, stored) == stored
-    assert settings(plain, None) == PredictParams()  # a file without settings: the defaults
+    # a file without settings: params.yaml's defaults, fitted to what the model was trained on
+    resized = Checkpoint(UNet((4, 8), (0.0, 0.0)), 32, None, None)
+    assert default_settings(resized) == PredictParams(mode="resize", instances="watershed")
+    native = Checkpoint(UNet((4, 8), (0.0, 0.0), out_channels=2), 128, None, None, Scale(True, 20.0))
+    assert default_settings(native) == PredictParams()
 
 
 @pytest.mark.parametrize("flags, message", [
@@ -171,7 +177,7 @@ def test_flags_override_the_model_files_settings():
 def test_bad_flags_are_named(flags, message):
     args = _parser().parse_args(["predict", "x.png", "--model", "m", "--out", "o", *flags])
     with pytest.raises(ParamsError, match=message):
-        settings(args, None)
+        settings(args, PredictParams())
 
 
 def test_help_shows_every_setting_and_its_default(capsys):

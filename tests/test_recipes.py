@@ -139,7 +139,7 @@ def test_dice_hand_computed():
 def test_softmax_ce_hand_computed_and_equivalent_head():
     two = torch.cat([torch.zeros_like(Z), Z], dim=1)  # softmax over (0, z) = sigmoid(z)
     assert float(softmax_ce_loss(two, T)) == pytest.approx(float(bce_loss(Z, T)), rel=1e-6)
-    assert torch.equal(foreground_logit(two), Z)
+    assert torch.equal(foreground_logit(two, "softmax"), Z)
     with pytest.raises(ValueError, match="two output channels"):
         softmax_ce_loss(Z, T)
 
@@ -162,7 +162,8 @@ def _data(n, seed):
 @pytest.mark.parametrize("loss", ["bce_dice", "dice", "softmax_ce"])
 def test_recipe_trains(tmp_path, loss):
     params = TrainParams(
-        lr=0.01, batch_size=4, epochs=3, patience=None, loss=loss, weight_map=True,
+        input="resized", edge=False, lr=0.01, batch_size=4, epochs=3, patience=None, loss=loss,
+        weight_map=True,
         scheduler="cosine", augment=AugmentParams(flip=True, rot90=True, elastic_sigma=5.0),
     )
     model = ModelParams(widths=(4, 8), dropouts=(0.0, 0.0), norm="batch")

@@ -31,7 +31,7 @@ class Recorder:
 
 
 def test_training_learns_logs_and_keeps_the_best(tmp_path):
-    params = TrainParams(lr=0.01, batch_size=4, epochs=8, patience=None)
+    params = TrainParams(input="resized", edge=False, lr=0.01, batch_size=4, epochs=8, patience=None)
     live = Recorder()
     result = train(squares(16, 0), squares(8, 1), TINY, params, 0, tmp_path / "m.pt", live)
     assert result.epochs_run == 8 and len(live.rows) == 8
@@ -46,7 +46,7 @@ def test_training_learns_logs_and_keeps_the_best(tmp_path):
 
 def test_early_stopping_stops_after_patience(tmp_path):
     # lr 0 never improves after epoch 1: patience 2 ends the run at epoch 3
-    params = TrainParams(optimizer="sgd", lr=1e-12, momentum=0.0, batch_size=4, epochs=10, patience=2)
+    params = TrainParams(input="resized", edge=False, optimizer="sgd", lr=1e-12, momentum=0.0, batch_size=4, epochs=10, patience=2)
     result = train(squares(8, 0), squares(4, 1), TINY, params, 0, tmp_path / "m.pt")
     assert result.epochs_run == 3 and result.best_epoch == 1
 
@@ -55,18 +55,18 @@ def test_device_param_reaches_training(tmp_path):
     # cpu named and auto (no GPU here) train the same weights; cuda without a GPU is refused
     # before any work, in words
     for device in ("cpu", "auto"):
-        params = TrainParams(batch_size=4, epochs=1, patience=None, device=device)
+        params = TrainParams(input="resized", edge=False, batch_size=4, epochs=1, patience=None, device=device)
         train(squares(8, 0), squares(4, 1), TINY, params, 5, tmp_path / f"{device}.pt")
     a = torch.load(tmp_path / "cpu.pt", weights_only=True)["state_dict"]
     b = torch.load(tmp_path / "auto.pt", weights_only=True)["state_dict"]
     assert all(torch.equal(a[k], b[k]) and b[k].device.type == "cpu" for k in a)
     if not torch.cuda.is_available():
         with pytest.raises(NucleiError, match="device 'cuda' was asked for"):
-            train(squares(8, 0), squares(4, 1), TINY, TrainParams(device="cuda"), 5, tmp_path / "c.pt")
+            train(squares(8, 0), squares(4, 1), TINY, TrainParams(input="resized", edge=False, device="cuda"), 5, tmp_path / "c.pt")
 
 
 def test_same_seed_same_weights(tmp_path):
-    params = TrainParams(batch_size=4, epochs=2, patience=None)
+    params = TrainParams(input="resized", edge=False, batch_size=4, epochs=2, patience=None)
     for name in ("a.pt", "b.pt"):
         train(squares(8, 0), squares(4, 1), TINY, params, 5, tmp_path / name)
     a = torch.load(tmp_path / "a.pt", weights_only=True)["state_dict"]
@@ -83,7 +83,7 @@ def test_optimizers():
 
 
 def test_predict_and_threshold_roundtrip(tmp_path):
-    params = TrainParams(lr=0.01, batch_size=4, epochs=6, patience=None)
+    params = TrainParams(input="resized", edge=False, lr=0.01, batch_size=4, epochs=10, patience=None)
     train(squares(16, 0), squares(8, 1), TINY, params, 0, tmp_path / "m.pt")
     checkpoint = load_checkpoint(tmp_path / "m.pt")
     assert checkpoint.input_size == 16

@@ -32,11 +32,12 @@ from nuclei_unet.errors import NucleiError, ParamsError
 from nuclei_unet.export.images import FORMATS, write_formats
 from nuclei_unet.export.plots_page import write_page
 from nuclei_unet.infer.objects import ObjectsTable
+from nuclei_unet.infer.probs import output_maps
 from nuclei_unet.infer.segment import segment
 from nuclei_unet.io.dsb import IMAGE_SUFFIXES
 from nuclei_unet.io.images import read_image
 from nuclei_unet.io.tiff import read_pixel_size
-from nuclei_unet.model.checkpoint import load_checkpoint
+from nuclei_unet.model.checkpoint import Checkpoint, load_checkpoint
 from nuclei_unet.runtime import resolve_device, resolve_precision
 
 log = logging.getLogger("nuclei_unet")
@@ -113,9 +114,21 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def settings(args: argparse.Namespace, stored: PredictParams | None) -> PredictParams:
-    """The model file's predict settings (else the defaults), with the flags given on top."""
-    merged = (stored or PredictParams()).model_dump()
+def default_settings(checkpoint: Checkpoint) -> PredictParams:
+    """The defaults for a model file without predict settings: params.yaml's, except that a
+    model trained on whole 128-px images is resized (not scaled) and one without the edge
+    class split by the distance-transform watershed."""
+    update = {}
+    if not checkpoint.scale.native:
+        update["mode"] = "resize"
+    if output_maps(checkpoint.model) == 1:
+        update["instances"] = "watershed"
+    return PredictParams().model_copy(update=update)
+
+
+def settings(args: argparse.Namespace, stored: PredictParams) -> PredictParams:
+    """The model file's predict settings (or :func:`default_settings`), flags given on top."""
+    merged = stored.model_dump()
     merged.update({k: v for k, v in vars(args).items() if k in merged and v is not None})
     try:
         return build(PredictParams, merged, "predict")
@@ -129,7 +142,7 @@ def predict_command(args: argparse.Namespace) -> int:
     checkpoint = load_checkpoint(args.model)
     if checkpoint.predict is None:
         log.info("%s has no predict settings: using the defaults", args.model)
-    options = settings(args, checkpoint.predict)
+    options = settings(args, checkpoint.predict or default_settings(checkpoint))
     device = resolve_device(options.device)
     dtype = resolve_precision(options.precision, device)
     model = checkpoint.model.to(device)
@@ -149,7 +162,9 @@ def predict_command(args: argparse.Namespace) -> int:
             log.error("skipped: %s", exc)
             failed.append(path)
             continue
-        mask, labels = segment(model, image, options, checkpoint.input_size, device, dtype)
+        mask, labels = segment(
+            model, image, options, checkpoint.input_size, device, dtype, checkpoint.scale
+        )
         write_formats(out, path.stem, image, mask, labels, formats, pixel_size)
         table.add(path.name, labels, image)
     table.write(out / "objects.csv")

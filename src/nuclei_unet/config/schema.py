@@ -38,6 +38,7 @@ def _multiple_of_16(value: int) -> int:
 
 
 NonNegative = Annotated[float, Field(ge=0)]
+Probability = Annotated[float, Field(ge=0, le=1)]
 Side = Annotated[int, AfterValidator(_multiple_of_16)]  # an image side the U-Net accepts
 
 
@@ -93,6 +94,16 @@ class DownloadParams(Section):
         return value
 
 
+class NativeParams(Section):
+    """The full-resolution training set: each image at a common nucleus size, with targets."""
+
+    enabled: bool = True  # also write prepared/native/<id>.npz (what train.input crops needs)
+    # each image is rescaled so its median nucleus diameter is this many pixels; null: as it is
+    diameter: float | None = Field(20.0, gt=0)
+    # the edge class: nucleus pixels within this many px (at that scale) of another label
+    edge_width: int = Field(2, ge=1)
+
+
 class PrepareParams(Section):
     """Resizing of images and merging of masks."""
 
@@ -102,6 +113,7 @@ class PrepareParams(Section):
     weight_map: bool = False
     w0: float = 10.0
     sigma: float = Field(5.0, gt=0)
+    native: NativeParams = NativeParams()
 
 
 class SplitParams(Section):
@@ -150,6 +162,11 @@ class AugmentParams(Section):
     contrast: NonNegative = 0.0
     gamma: NonNegative = 0.0
     color: NonNegative = 0.0
+    # stain robustness, each a probability per sample: gray (mean of the channels),
+    # inversion (255 - x), a random permutation of the colour channels
+    gray: Probability = 0.0
+    invert: Probability = 0.0
+    channel_shuffle: Probability = 0.0
 
 
 class TrainParams(Section):
@@ -163,14 +180,33 @@ class TrainParams(Section):
     loss: Literal["bce", "bce_dice", "dice", "softmax_ce"] = "bce_dice"
     weight_map: bool = False
     batch_size: int = Field(16, ge=1)
-    epochs: int = Field(60, ge=1)
+    epochs: int = Field(30, ge=1)
     patience: int | None = Field(None, ge=1)  # null: no early stopping
     device: Device = "auto"
     precision: Precision = "auto"  # bf16 where the CPU has it natively, or on CUDA
     threads: int = Field(0, ge=0)  # 0 = all cores
     processes: int = Field(1, ge=1)
     workers: int = Field(0, ge=0)
+    # resized: the prepared images at prepare.size (the seed) | crops: random crops of the
+    # native set (prepare.native), a new draw every epoch
+    input: Literal["resized", "crops"] = "crops"
+    crop_size: Side = 128
+    crops_per_image: int = Field(2, ge=1)  # crops of each training image per epoch
+    scale_jitter: float = Field(0.25, ge=0, lt=1)  # crops zoomed by [1/(1+x), 1+x], log-uniform
+    edge: bool = True  # also learn the edge class (a second output channel); needs crops
+    oversample_stained: float = Field(1.0, ge=1)  # crops: stained images drawn this many times more
+    # crops: loss weight of the pixels where touching nuclei meet (contact and gap), 1: none
+    contact_weight: float = Field(5.0, ge=1)
     augment: AugmentParams = AugmentParams()
+
+    @field_validator("edge")
+    @classmethod
+    def _edge_needs_crops(cls, value: bool, info: ValidationInfo) -> bool:
+        if value and info.data.get("input") != "crops":
+            raise ValueError("needs input: crops (the edge class comes from prepare.native)")
+        if value and info.data.get("loss") == "softmax_ce":
+            raise ValueError("needs a sigmoid loss (bce, bce_dice or dice), not softmax_ce")
+        return value
 
 
 class PredictParams(Section):
@@ -186,15 +222,25 @@ class PredictParams(Section):
         "auto", description="auto: bf16 where the CPU has native bf16, or on CUDA; else fp32"
     )
     tta: bool = Field(True, description="average the 8 flips/rotations of each image")
-    mode: Literal["resize", "tile"] = Field(
-        "resize", description="resize: predict at the training size and resize back; "
-        "tile: overlap-tile the (rescaled) image"
+    mode: Literal["resize", "tile", "scaled"] = Field(
+        "scaled", description="resize: predict at the training size and resize back; "
+        "tile: overlap-tile the image rescaled by tile_scale; scaled: overlap-tile it rescaled "
+        "to the model's nucleus diameter, estimated from the model's own objects"
     )
     tile_size: Side = Field(128, description="tile mode: tile side in pixels (a multiple of 16)")
     tile_overlap: int = Field(32, description="tile mode: overlap of neighbouring tiles (even)")
     tile_scale: float = Field(0.5, gt=0, description="tile mode: the image is rescaled by this first")
-    instances: Literal["watershed", "components"] = Field(
-        "watershed", description="watershed splits touching nuclei; components does not"
+    instances: Literal["watershed", "edge", "components"] = Field(
+        "edge", description="watershed: split touching nuclei at the distance "
+        "transform's waists; edge: seeds are nucleus minus the learned edge class (models "
+        "trained with train.edge); components: no splitting"
+    )
+    seed_threshold: float = Field(
+        0.5, gt=0, lt=1, description="edge: body probability nucleus x (1 - edge) above which "
+        "a pixel seeds a nucleus (higher: more seeds kept apart)"
+    )
+    scale_passes: int = Field(
+        3, ge=1, description="scaled mode: at most this many passes to settle the scale"
     )
     min_size: int = Field(10, ge=0, description="objects smaller than this many pixels are dropped")
     min_distance: int = Field(

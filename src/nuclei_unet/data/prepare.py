@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image
 
 from nuclei_unet.config.schema import PrepareParams
+from nuclei_unet.data.native import NATIVE_DIR, native_sample, save_native
 from nuclei_unet.data.weightmap import weight_map
 from nuclei_unet.io.dsb import Sample, list_samples, load_instances
 from nuclei_unet.io.files import atomic_path
@@ -67,12 +68,15 @@ class Prepared:
     weights: np.ndarray | None  # (size, size) float32 weight map, when asked for
 
 
-def prepare_sample(sample: Sample, params: PrepareParams, labels_dir: Path) -> Prepared:
-    """Prepare one sample and write its full-resolution instance labels as a 16-bit PNG."""
+def prepare_sample(sample: Sample, params: PrepareParams, out_dir: Path) -> Prepared:
+    """Prepare one sample and write its full-resolution instance labels as a 16-bit PNG in
+    ``out_dir/labels`` (and its native-set file in ``out_dir/native`` when asked for)."""
     image, labels = load_instances(sample)
-    # no write_png: labels_dir is inside the folder that prepare_dataset moves into place
-    # atomically, and a temporary folder per file cost 0.5 s on the 670 DSB images
-    (labels_dir / f"{sample.id}.png").write_bytes(encode_gray(labels))
+    # no write_png: out_dir is the folder that prepare_dataset moves into place atomically,
+    # and a temporary folder per file cost 0.5 s on the 670 DSB images
+    (out_dir / LABELS_DIR / f"{sample.id}.png").write_bytes(encode_gray(labels))
+    if params.native.enabled:
+        save_native(out_dir / NATIVE_DIR, sample.id, native_sample(image, labels, params.native))
     small = resize_image(image, params.size)
     mask = resize_mask(labels > 0, params.size, params.mask_rule)
     weights = None
@@ -90,7 +94,8 @@ def prepare_dataset(raw_dir: str | Path, out_dir: str | Path, params: PreparePar
     Writes ``out_dir/dataset.npz`` with ``ids (N,) str``, ``images (N, S, S, 3) uint8``,
     ``masks (N, S, S) uint8`` (0/1), ``shapes (N, 2) int32`` (original H, W) and
     ``n_nuclei (N,) int32`` (and ``weights (N, S, S) float32``, the U-Net paper's weight map, with
-    ``params.weight_map``), and ``out_dir/labels/<id>.png`` (uint16 instance labels, full size).
+    ``params.weight_map``), and ``out_dir/labels/<id>.png`` (uint16 instance labels, full size);
+    with ``params.native.enabled``, also ``out_dir/native/<id>.npz`` (:mod:`..native`).
     """
     samples = list_samples(raw_dir)
     log.info(
@@ -98,9 +103,10 @@ def prepare_dataset(raw_dir: str | Path, out_dir: str | Path, params: PreparePar
         len(samples), params.size, params.size, params.mask_rule,
     )
     with atomic_path(out_dir) as tmp:
-        labels_dir = tmp / LABELS_DIR
-        labels_dir.mkdir(parents=True)
-        job = partial(prepare_sample, params=params, labels_dir=labels_dir)
+        (tmp / LABELS_DIR).mkdir(parents=True)
+        if params.native.enabled:
+            (tmp / NATIVE_DIR).mkdir()
+        job = partial(prepare_sample, params=params, out_dir=tmp)
         results = parallel_map(job, samples, params.workers, "prepare")
         arrays = {
             "ids": np.array([s.id for s in samples]),

@@ -16,6 +16,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from nuclei_unet.config.schema import EvaluateParams
+from nuclei_unet.data.kinds import KINDS, image_kind
 from nuclei_unet.evaluate.plots import (
     confusion_figure,
     instance_figure,
@@ -38,9 +39,14 @@ SPLITS = ("train", "val", "test")
 # the metrics files list val first: `dvc exp show` shows the leftmost columns when space is short
 REPORT_ORDER = ("val", "test", "train")
 # per split, in this order; the full-resolution ones only for splits predicted there
-HEADLINE = ("iou_fg", "dice_fg", "dsb_map", "f1_50", "iou_mean", "dice_mean")
+HEADLINE = (
+    "iou_fg", "dice_fg", "dsb_map", "f1_50", "dsb_map_fluorescence", "dsb_map_stained",
+    "iou_mean", "dice_mean",
+)
 # per image, at original resolution, for the splits predicted there
-FULL_RES_FIELDS = ("dsb_score", "f1_50", "n_true", "n_pred", "fullres_iou_fg", "fullres_dice_fg")
+FULL_RES_FIELDS = (
+    "kind", "dsb_score", "f1_50", "n_true", "n_pred", "fullres_iou_fg", "fullres_dice_fg",
+)
 CSV_FIELDS = (
     "id", "split", "iou_fg", "dice_fg", "iou_bg", "dice_bg", "true_fg", "pred_fg",
     *FULL_RES_FIELDS,
@@ -81,14 +87,28 @@ def per_image_rows(
     return rows.round(6)
 
 
+def _object_summary(table: pd.DataFrame, suffix: str = "") -> dict[str, float]:
+    """Mean DSB score and pooled precision, recall and F1 at IoU 0.5 of per-image rows."""
+    tp, fp, fn = (int(table[f"{c}_50"].sum()) for c in ("tp", "fp", "fn"))
+    return {
+        f"dsb_map{suffix}": float(table["dsb_score"].mean()),
+        f"precision_50{suffix}": tp / (tp + fp) if tp + fp else 0.0,
+        f"recall_50{suffix}": tp / (tp + fn) if tp + fn else 0.0,
+        f"f1_50{suffix}": 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 1.0,
+        f"tp_50{suffix}": tp, f"fp_50{suffix}": fp, f"fn_50{suffix}": fn,
+        f"images{suffix}": len(table),
+    }
+
+
 def full_res_scores(
-    ids: list[str], truth_dir: Path, pred_dir: Path, smooth: float
+    ids: list[str], truth_dir: Path, pred_dir: Path, smooth: float, kinds: dict[str, str]
 ) -> tuple[pd.DataFrame, dict[str, float], list[float]]:
     """DSB metric and foreground IoU/Dice at original resolution for ``ids``.
 
     Returns per-image figures (indexed by id), the split summary (mean DSB score, pooled
-    counts, precision, recall and F1 at 0.5, mean full-resolution IoU/Dice) and the mean score
-    per IoU threshold.
+    counts, precision, recall and F1 at 0.5, mean full-resolution IoU/Dice, and the object
+    figures again per image kind of ``kinds``, :mod:`nuclei_unet.data.kinds`) and the mean
+    score per IoU threshold.
     """
     per_image = []
     for k in ids:
@@ -97,25 +117,25 @@ def full_res_scores(
         mask = read_labels(pred_dir / f"{k}_mask.png") > 0
         scores = image_scores(true, pred)
         iou, dice = per_image_iou_dice(mask, true > 0, smooth)
-        per_image.append({**scores, "fullres_iou_fg": float(iou[0]), "fullres_dice_fg": float(dice[0])})
+        per_image.append({
+            **scores, "kind": kinds[k], "fullres_iou_fg": float(iou[0]),
+            "fullres_dice_fg": float(dice[0]),
+        })
     table = pd.DataFrame(per_image, index=ids)
-    tp, fp, fn = (int(table[f"{c}_50"].sum()) for c in ("tp", "fp", "fn"))
-    summary = {
-        "dsb_map": float(table["dsb_score"].mean()),
-        "precision_50": tp / (tp + fp) if tp + fp else 0.0,
-        "recall_50": tp / (tp + fn) if tp + fn else 0.0,
-        "f1_50": 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 1.0,
-        "tp_50": tp, "fp_50": fp, "fn_50": fn,
-        "fullres_iou_fg": float(table["fullres_iou_fg"].mean()),
-        "fullres_dice_fg": float(table["fullres_dice_fg"].mean()),
-    }
+    summary = _object_summary(table)
+    del summary["images"]
+    summary["fullres_iou_fg"] = float(table["fullres_iou_fg"].mean())
+    summary["fullres_dice_fg"] = float(table["fullres_dice_fg"].mean())
+    for kind in KINDS:  # a kind the split lacks gets no figures rather than a made-up 0
+        if (table["kind"] == kind).any():
+            summary.update(_object_summary(table[table["kind"] == kind], f"_{kind}"))
     curve = [float(table[f"score_{t:.2f}"].mean()) for t in THRESHOLDS]
     return table, summary, curve
 
 
 def score_split(
     split: str, ids: list[str], pred: np.ndarray, true: np.ndarray, params: EvaluateParams,
-    truth_dir: Path, full_dir: Path,
+    truth_dir: Path, full_dir: Path, kinds: dict[str, str],
 ) -> SplitScores:
     """Pixel figures at training size for ``pred``/``true`` ``(N, S, S) bool``, and the object
     figures at original size when every image of the split was predicted there."""
@@ -123,7 +143,7 @@ def score_split(
     rows = per_image_rows(split, ids, pred, true, params.smooth)
     curve = None
     if all((full_dir / f"{k}_labels.png").is_file() for k in ids):
-        per_image, summary, curve = full_res_scores(ids, truth_dir, full_dir, params.smooth)
+        per_image, summary, curve = full_res_scores(ids, truth_dir, full_dir, params.smooth, kinds)
         figures.update(summary)
         full = per_image.loc[ids, list(FULL_RES_FIELDS)].round(6)
         rows = rows.join(full.reset_index(drop=True))
@@ -137,6 +157,11 @@ def score_split(
         figures["dice_mean"],
     )
     return SplitScores(figures, rows.reindex(columns=list(CSV_FIELDS)), curve)
+
+
+def image_kinds(ids: list[str], image_paths: dict[str, Path]) -> dict[str, str]:
+    """The kind (:func:`nuclei_unet.data.kinds.image_kind`) of each original image of ``ids``."""
+    return {k: image_kind(read_image(image_paths[k])) for k in ids}
 
 
 def pick_samples(ids: list[str], n: int) -> list[int]:
@@ -220,15 +245,23 @@ def evaluate(
     scores: dict[str, SplitScores] = {}
     figures: dict[str, Figure] = {}
     overlays: dict[str, np.ndarray] = {}
-    image_paths: dict[str, Path] | None = None
+    image_paths = {s.id: s.image for s in list_samples(raw_dir)}
+    predicted = set(predictions.ids)
     for split in SPLITS:
         ids = splits.get(split, [])
         if not ids:
             continue
+        if not predicted.intersection(ids):
+            # a native-scale model is scored only where it predicted whole images
+            log.info("%s: not predicted (add it to predict.full_res_splits to score it)", split)
+            continue
         true = data.masks[data.index(ids)].astype(bool)
         where = positions(predictions.ids, ids, "prediction for image")
         pred = predictions.masks[where].astype(bool)
-        scores[split] = score_split(split, ids, pred, true, params, truth_dir, full_dir)
+        kinds = image_kinds(ids, image_paths) if all(
+            (full_dir / f"{k}_labels.png").is_file() for k in ids
+        ) else {}
+        scores[split] = score_split(split, ids, pred, true, params, truth_dir, full_dir, kinds)
         if split not in ("val", "test"):
             continue
         picks = pick_samples(ids, params.n_samples if split == "val" else len(ids))
@@ -238,7 +271,6 @@ def evaluate(
         figures.update(more[0])
         overlays.update(more[1])
         if scores[split].curve is not None:  # predicted at full resolution
-            image_paths = image_paths or {s.id: s.image for s in list_samples(raw_dir)}
             figures.update(instance_panels(
                 split, [ids[i] for i in picks], image_paths, truth_dir, full_dir, scores[split].rows
             ))

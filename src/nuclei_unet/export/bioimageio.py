@@ -48,11 +48,9 @@ pipeline on 2018 Data Science Bowl images (BBBC038) or on its synthetic stand-in
 
 - Input `raw`: an RGB image, uint8, axes batch, channel (R, G, B), y, x; y and x a multiple
   of {divisor}. Gray images: repeat the channel three times. Preprocessing: divide by 255.
-- Output `probability`: the nucleus probability per pixel (a sigmoid on the logits), float32,
-  same y and x. Threshold it ({threshold}) for a mask; nuclei-unet then splits touching
-  nuclei with a distance-transform watershed.
-- Trained at {size} x {size} pixels: nuclei-unet resizes whole images to that size before the
-  network sees them, and resizes the probabilities back.
+- Output `probability`: {channels} per pixel (a sigmoid on the logits), float32, same y and
+  x. Threshold the nucleus channel ({threshold}) for a mask; {instances}
+- {scale}
 
 # Validation
 
@@ -67,6 +65,39 @@ def _test_image(size: int) -> np.ndarray:
     """A synthetic fluorescence-like test image, ``(size, size, 3) uint8`` (seeded, fixed)."""
     sample = generate_image(0, 0, SyntheticParams(count=1, min_nuclei=12, max_nuclei=12))
     return resize_image(np.ascontiguousarray(sample.image[..., :3]), size)
+
+
+def _how_to_use(net: UNet, payload: dict) -> dict[str, str]:
+    """The documentation's lines on the output channels, instances and image scale."""
+    size = payload.get("input_size", 128)
+    if net.out_channels == 2:
+        parts = {
+            "channels": "channel `nucleus` is the nucleus probability and channel `edge` the "
+            "probability of a nucleus's rim, where it touches another nucleus or the background",
+            "instances": "nuclei-unet seeds one nucleus per region where nucleus x (1 - edge) "
+            "> 0.5 and floods the mask from those seeds (a watershed).",
+        }
+    else:
+        parts = {
+            "channels": "the nucleus probability",
+            "instances": "nuclei-unet then splits touching nuclei with a distance-transform "
+            "watershed.",
+        }
+    if payload.get("input") != "crops":
+        parts["scale"] = (
+            f"Trained at {size} x {size} pixels: nuclei-unet resizes whole images to that size "
+            "before the network sees them, and resizes the probabilities back."
+        )
+    elif payload.get("diameter") is None:
+        parts["scale"] = f"Trained on {size}-px crops of images at their own scale."
+    else:
+        parts["scale"] = (
+            f"Trained on {size}-px crops of images rescaled so that their median nucleus is "
+            f"{payload['diameter']:g} px across: rescale an image so before predicting (nuclei-unet "
+            "estimates the factor from the model's own first pass), any size that is a multiple "
+            "of the divisor works."
+        )
+    return parts
 
 
 def _write_files(folder: Path, net: UNet, image: np.ndarray, payload: dict) -> dict[str, Path]:
@@ -93,13 +124,15 @@ def _write_files(folder: Path, net: UNet, image: np.ndarray, payload: dict) -> d
     predict = payload.get("predict") or {}
     files["README.md"].write_text(DOCUMENTATION.format(
         divisor=net.divisor, threshold=f"nuclei-unet used {predict.get('threshold', 0.5)}",
-        size=payload.get("input_size", 128), epoch=payload.get("epoch", "not recorded"),
+        **_how_to_use(net, payload), epoch=payload.get("epoch", "not recorded"),
         val_loss=f"{payload['val_loss']:.4f}" if "val_loss" in payload else "not recorded",
     ))
     return files
 
 
-def _tensors(divisor: int, files: dict[str, Path]) -> tuple[bmz.InputTensorDescr, bmz.OutputTensorDescr]:
+def _tensors(
+    divisor: int, files: dict[str, Path], channels: tuple[str, ...]
+) -> tuple[bmz.InputTensorDescr, bmz.OutputTensorDescr]:
     size = bmz.ParameterizedSize(min=divisor, step=divisor)
     raw = bmz.InputTensorDescr(
         id=bmz.TensorId("raw"), description="RGB image, uint8",
@@ -117,8 +150,9 @@ def _tensors(divisor: int, files: dict[str, Path]) -> tuple[bmz.InputTensorDescr
     )
     same = {a: bmz.SizeReference(tensor_id=bmz.TensorId("raw"), axis_id=bmz.AxisId(a)) for a in "yx"}
     probability = bmz.OutputTensorDescr(
-        id=bmz.TensorId("probability"), description="nucleus probability",
-        axes=[bmz.BatchAxis(), bmz.ChannelAxis(channel_names=[bmz.Identifier("nucleus")]),
+        id=bmz.TensorId("probability"), description=" and ".join(channels) + " probability",
+        axes=[bmz.BatchAxis(),
+              bmz.ChannelAxis(channel_names=[bmz.Identifier(c) for c in channels]),
               bmz.SpaceOutputAxis(id=bmz.AxisId("y"), size=same["y"]),
               bmz.SpaceOutputAxis(id=bmz.AxisId("x"), size=same["x"])],
         test_tensor=bmz.FileDescr(source=files["test_output.npy"]),
@@ -135,11 +169,12 @@ def describe(model_path: str | Path, folder: Path, image: np.ndarray | None = No
     by default a synthetic one at the training size.
     """
     net, payload = load_network(model_path)
-    if net.out_channels != 1:
-        raise NucleiError(f"{model_path}: only one-logit models (not train.loss softmax_ce) export")
+    if net.head != "sigmoid":
+        raise NucleiError(f"{model_path}: only sigmoid models (not train.loss softmax_ce) export")
     image = _test_image(int(payload.get("input_size", 128))) if image is None else image
     files = _write_files(folder, net, image, payload)
-    raw, probability = _tensors(net.divisor, files)
+    channels = ("nucleus", "edge") if net.out_channels == 2 else ("nucleus",)
+    raw, probability = _tensors(net.divisor, files, channels)
     version = torch.__version__.split("+")[0]
     state_dict = bmz.PytorchStateDictWeightsDescr(
         source=files["weights.pt"], pytorch_version=bmz.Version(version),

@@ -6,6 +6,7 @@ files for the same image and settings.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -14,44 +15,93 @@ from torch import nn
 from tqdm import tqdm
 
 from nuclei_unet.config.schema import PredictParams
+from nuclei_unet.data.native import median_diameter, scale_for
 from nuclei_unet.errors import DataError
 from nuclei_unet.infer.instances import split_instances
-from nuclei_unet.infer.probs import predict_probs
-from nuclei_unet.infer.tiling import predict_tiled, resize_float
+from nuclei_unet.infer.probs import predict_maps
+from nuclei_unet.data.prepare import box_coverage
+from nuclei_unet.infer.tiling import resize_maps, tiled_maps
 from nuclei_unet.io.dsb import Sample
 from nuclei_unet.io.images import read_image, write_png
 from nuclei_unet.io.layout import SUBMISSION_FILE
 from nuclei_unet.io.rle import submission_rows, write_submission
+from nuclei_unet.model.checkpoint import Scale
 from nuclei_unet.transforms.resize import resize_image
+
+
+def _instances(maps: np.ndarray, options: PredictParams) -> np.ndarray:
+    """``(M, H, W)`` maps -> ``(H, W)`` instance labels by ``options.instances``: uint16, or
+    uint32 past 65,535 nuclei."""
+    edge = maps[1] if len(maps) > 1 else None
+    if options.instances == "edge" and edge is None:
+        raise DataError("predict.instances 'edge' needs a model trained with train.edge: true")
+    labels = split_instances(
+        maps[0] > options.threshold, options.instances, options.min_size, options.min_distance,
+        edge=edge, fg=maps[0], seed_threshold=options.seed_threshold,
+    )
+    wide = labels.max(initial=0) > np.iinfo(np.uint16).max
+    return labels.astype(np.uint32 if wide else np.uint16)
+
+
+def estimate_scale(
+    model: nn.Module, image: np.ndarray, options: PredictParams, diameter: float,
+    device: torch.device, dtype: torch.dtype,
+) -> float:
+    """The factor that brings ``image``'s nuclei to ``diameter`` px, estimated from the
+    model's own objects: predict (no TTA) at the current guess, measure the median nucleus,
+    rescale; start at 1 and stop when a pass moves the guess by less than 20 % or after
+    ``options.scale_passes - 1`` passes."""
+    scale = 1.0
+    for _ in range(options.scale_passes - 1):
+        maps = tiled_maps(model, image, options, device, dtype, scale, tta=False)
+        found = median_diameter(_instances(maps, options))
+        if found is None:
+            break
+        guess = scale_for(found / scale, diameter)
+        settled = abs(math.log(guess / scale)) < math.log(1.2)
+        scale = guess
+        if settled:
+            break
+    return scale
 
 
 def predict_full(
     model: nn.Module, image: np.ndarray, options: PredictParams, input_size: int,
-    device: torch.device, dtype: torch.dtype = torch.float32,
+    device: torch.device, dtype: torch.dtype = torch.float32, scale: Scale = Scale(),
 ) -> np.ndarray:
-    """Probabilities ``(H, W) float32`` for ``(H, W, 3) uint8`` at its own size.
+    """Probability maps ``(M, H, W) float32`` for ``(H, W, 3) uint8`` at its own size: the
+    foreground and, for an edge model, the edge class.
 
-    ``resize``: predict at the training size, resize the probabilities back. ``tile``:
-    :func:`predict_tiled`.
+    ``resize``: predict at the training size, resize back. ``tile``: overlap-tile at
+    ``options.tile_scale``. ``scaled``: overlap-tile at the scale that brings the nuclei to the
+    model's training size (:func:`estimate_scale`; the image's own scale for a model trained at
+    native scale).
     """
-    if options.mode == "tile":
-        return predict_tiled(model, image, options, device, dtype)
-    small = resize_image(image, input_size)[None]
-    probs = predict_probs(model, small, 1, device, dtype, False, options.tta)[0]
-    return resize_float(probs, image.shape[:2])
+    if options.mode == "resize":
+        small = resize_image(image, input_size)[None]
+        maps = predict_maps(model, small, 1, device, dtype, False, options.tta)[0]
+    elif options.mode == "tile":
+        maps = tiled_maps(model, image, options, device, dtype, options.tile_scale, options.tta)
+    else:
+        if not scale.native:
+            raise DataError(
+                "predict.mode 'scaled' needs a model trained on native crops (train.input: crops)"
+            )
+        factor = 1.0
+        if scale.diameter is not None:
+            factor = estimate_scale(model, image, options, scale.diameter, device, dtype)
+        maps = tiled_maps(model, image, options, device, dtype, factor, options.tta)
+    return resize_maps(maps, image.shape[:2])
 
 
 def segment(
     model: nn.Module, image: np.ndarray, options: PredictParams, input_size: int,
-    device: torch.device, dtype: torch.dtype = torch.float32,
+    device: torch.device, dtype: torch.dtype = torch.float32, scale: Scale = Scale(),
 ) -> tuple[np.ndarray, np.ndarray]:
     """Mask ``(H, W) uint8`` 0/1 and instance labels ``(H, W)`` of one image: uint16, or
     uint32 past 65,535 nuclei."""
-    probs = predict_full(model, image, options, input_size, device, dtype)
-    mask = probs > options.threshold
-    labels = split_instances(mask, options.instances, options.min_size, options.min_distance)
-    wide = labels.max(initial=0) > np.iinfo(np.uint16).max
-    return mask.astype(np.uint8), labels.astype(np.uint32 if wide else np.uint16)
+    maps = predict_full(model, image, options, input_size, device, dtype, scale)
+    return (maps[0] > options.threshold).astype(np.uint8), _instances(maps, options)
 
 
 def save_segmentation(
@@ -80,15 +130,25 @@ def predict_full_res(
     out_dir: str | Path,
     device: torch.device,
     dtype: torch.dtype = torch.float32,
-) -> None:
+    scale: Scale = Scale(),
+    small_size: int | None = None,
+) -> dict[str, np.ndarray]:
     """Segment ``samples`` at their original size into ``out_dir``: masks, instance labels,
-    and a Kaggle ``submission.csv`` for them."""
+    and a Kaggle ``submission.csv`` for them. With ``small_size``, also returns, by id, the
+    fraction of each ``(small_size, small_size)`` pixel that the full-size mask covers: the
+    prepare stage's masks are this fraction of the true nuclei, at least half (``HALF``)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model = model.to(device).eval()
     rows: list[tuple[str, str]] = []
+    small: dict[str, np.ndarray] = {}
     for sample in tqdm(samples, desc=f"full resolution ({options.mode})", unit="img"):
-        mask, labels = segment(model, read_image(sample.image), options, input_size, device, dtype)
+        maps = predict_full(model, read_image(sample.image), options, input_size, device, dtype, scale)
+        labels = _instances(maps, options)
+        mask = (maps[0] > options.threshold).astype(np.uint8)
         save_segmentation(out_dir, sample.id, mask, labels)
         rows += submission_rows(sample.id, labels)
+        if small_size is not None:
+            small[sample.id] = box_coverage(mask.astype(bool), small_size)
     write_submission(out_dir / SUBMISSION_FILE, rows)
+    return small

@@ -8,8 +8,8 @@ from PIL import Image
 from torch import nn
 
 from nuclei_unet.config.schema import PredictParams
-from nuclei_unet.infer.probs import predict_probs
-from nuclei_unet.transforms.resize import resize_image
+from nuclei_unet.data.native import rescale_image
+from nuclei_unet.infer.probs import predict_maps
 
 
 def resize_float(array: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -35,19 +35,19 @@ def tile_origins(length: int, tile: int, stride: int) -> list[int]:
     return [min(i * stride, length - tile) for i in range(n)]
 
 
-def predict_tiled(
+def tiled_maps(
     model: nn.Module, image: np.ndarray, options: PredictParams, device: torch.device,
-    dtype: torch.dtype,
+    dtype: torch.dtype, scale: float, tta: bool,
 ) -> np.ndarray:
-    """Overlap-tile prediction: ``(H, W, 3) uint8`` -> ``(H, W) float32`` probabilities.
+    """Overlap-tile prediction at ``scale``: ``(H, W, 3) uint8`` -> ``(M, h, w) float32`` maps
+    (:func:`..probs.predict_maps`) of the image rescaled by ``scale`` (``h = round(H * scale)``).
 
-    The image is rescaled by ``tile_scale``, mirrored at its borders by half the overlap (the
-    paper's overlap-tile), cut into overlapping tiles, and the tiles' probabilities are blended
-    with :func:`blend_window`; the result is resized back to the image's size.
+    The rescaled image is mirrored at its borders by half the overlap (the paper's
+    overlap-tile), cut into overlapping tiles, and the tiles' maps are blended with
+    :func:`blend_window`.
     """
-    h, w = image.shape[:2]
-    sh, sw = max(1, round(h * options.tile_scale)), max(1, round(w * options.tile_scale))
-    scaled = resize_image(image, (sh, sw)) if (sh, sw) != (h, w) else image
+    scaled = rescale_image(image, scale)
+    sh, sw = scaled.shape[:2]
     tile, margin = options.tile_size, options.tile_overlap // 2
     # mirror so border pixels see context, and so the padded image holds at least one tile
     pad_h, pad_w = max(tile - sh - 2 * margin, 0), max(tile - sw - 2 * margin, 0)
@@ -58,12 +58,28 @@ def predict_tiled(
     ys = tile_origins(padded.shape[0], tile, stride)
     xs = tile_origins(padded.shape[1], tile, stride)
     tiles = np.stack([padded[y : y + tile, x : x + tile] for y in ys for x in xs])
-    probs = predict_probs(model, tiles, options.batch_size, device, dtype, False, options.tta)
+    maps = predict_maps(model, tiles, options.batch_size, device, dtype, False, tta)
     window = blend_window(tile, options.tile_overlap)
-    acc = np.zeros(padded.shape[:2], np.float32)
+    acc = np.zeros((maps.shape[1], *padded.shape[:2]), np.float32)
     weight = np.zeros(padded.shape[:2], np.float32)
-    for (y, x), p in zip(((y, x) for y in ys for x in xs), probs):
-        acc[y : y + tile, x : x + tile] += p * window
+    for (y, x), m in zip(((y, x) for y in ys for x in xs), maps):
+        acc[:, y : y + tile, x : x + tile] += m * window
         weight[y : y + tile, x : x + tile] += window
-    full = (acc / weight)[margin : margin + sh, margin : margin + sw]
-    return resize_float(full, (h, w)) if (sh, sw) != (h, w) else full
+    return (acc / weight)[:, margin : margin + sh, margin : margin + sw]
+
+
+def resize_maps(maps: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """``(M, h, w) float32`` -> ``(M, *shape)``, each bilinear (:func:`resize_float`)."""
+    if maps.shape[1:] == tuple(shape):
+        return maps
+    return np.stack([resize_float(m, shape) for m in maps])
+
+
+def predict_tiled(
+    model: nn.Module, image: np.ndarray, options: PredictParams, device: torch.device,
+    dtype: torch.dtype,
+) -> np.ndarray:
+    """Overlap-tile prediction (:func:`tiled_maps`) at ``options.tile_scale``:
+    ``(H, W, 3) uint8`` -> ``(H, W) float32`` foreground probabilities at the image's size."""
+    maps = tiled_maps(model, image, options, device, dtype, options.tile_scale, options.tta)
+    return resize_maps(maps, image.shape[:2])[0]

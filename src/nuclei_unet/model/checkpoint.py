@@ -29,6 +29,7 @@ def save_model(model: UNet, path: str | Path, extra: dict | None = None) -> None
         "dropouts": list(model.dropouts),
         "norm": model.norm,
         "out_channels": model.out_channels,
+        "head": model.head,
         "preprocessing": dict(PREPROCESSING),
         "state_dict": {k: v.detach().clone() for k, v in model.state_dict().items()},
     }
@@ -62,6 +63,15 @@ def add_predict_settings(src: str | Path, dest: str | Path, params: PredictParam
     _write(payload, dest)
 
 
+@dataclasses.dataclass(frozen=True)
+class Scale:
+    """How a model wants images scaled: ``native`` when it was trained on the native set (then
+    ``diameter``, the nucleus size in px it was trained at; None: the images' own scale)."""
+
+    native: bool = False
+    diameter: float | None = None
+
+
 @dataclasses.dataclass
 class Checkpoint:
     """A loaded model and what was saved with it."""
@@ -70,6 +80,7 @@ class Checkpoint:
     input_size: int  # the side of the training images (pixels)
     epoch: int | None
     predict: PredictParams | None  # the predict stage's settings, when the file has them
+    scale: Scale = Scale()  # how the model wants images scaled
 
 
 def architecture(payload: dict[str, Any]) -> dict[str, Any]:
@@ -77,6 +88,8 @@ def architecture(payload: dict[str, Any]) -> dict[str, Any]:
     return {
         "widths": list(payload["widths"]), "dropouts": list(payload["dropouts"]),
         "norm": payload.get("norm", "none"), "out_channels": payload.get("out_channels", 1),
+        # files from before the edge class: two channels meant the softmax head
+        "head": payload.get("head", "softmax" if payload.get("out_channels", 1) == 2 else "sigmoid"),
     }
 
 
@@ -95,5 +108,8 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     stored = payload.get("predict")
     predict = build(PredictParams, stored, f"{path}: predict") if stored is not None else None
     return Checkpoint(
-        fuse_batch_norm(model), int(payload.get("input_size", 128)), payload.get("epoch"), predict
+        fuse_batch_norm(model), int(payload.get("input_size", 128)), payload.get("epoch"), predict,
+        Scale(payload.get("input") == "crops", payload.get("diameter")),
     )
+
+

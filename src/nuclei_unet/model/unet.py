@@ -97,11 +97,16 @@ class OutConv(nn.Module):
         return self.conv(x)
 
 
+HEADS = ("sigmoid", "softmax")
+
+
 class UNet(nn.Module):
     """U-Net over ``len(widths)`` levels; input sides must be multiples of ``2**(levels-1)``.
 
-    ``norm="batch"`` adds batch norm after every 3x3 conv (the seed has none);
-    ``out_channels=2`` gives two-class logits for a softmax loss (see :func:`foreground_logit`).
+    ``norm="batch"`` adds batch norm after every 3x3 conv (the seed has none). ``head``
+    says what the output channels mean: ``sigmoid``: channel 0 is the foreground logit and
+    channel 1, when there is one, the edge class's; ``softmax``: two-class logits for a softmax
+    loss (see :func:`foreground_logit`).
     """
 
     def __init__(
@@ -111,10 +116,14 @@ class UNet(nn.Module):
         in_channels: int = 3,
         norm: str = "none",
         out_channels: int = 1,
+        head: str = "sigmoid",
     ) -> None:
         super().__init__()
         if len(widths) != len(dropouts) or len(widths) < 2:
             raise ValueError("widths and dropouts need the same length, at least 2")
+        if head not in HEADS or (head == "softmax" and out_channels != 2):
+            raise ValueError(f"head {head!r} with {out_channels} output channels")
+        self.head = head
         self.widths = tuple(int(w) for w in widths)
         self.dropouts = tuple(float(d) for d in dropouts)
         self.norm = norm
@@ -150,15 +159,21 @@ class UNet(nn.Module):
         return self.outc(x)
 
 
-def foreground_logit(logits: torch.Tensor) -> torch.Tensor:
-    """``(N, 1 or 2, H, W)`` logits -> ``(N, 1, H, W)`` foreground logit.
+def foreground_logit(logits: torch.Tensor, head: str = "sigmoid") -> torch.Tensor:
+    """``(N, C, H, W)`` logits of a ``head`` -> ``(N, 1, H, W)`` foreground logit.
 
-    With two classes, softmax's foreground probability is ``sigmoid(z1 - z0)``, so everything
+    With two softmax classes, the foreground probability is ``sigmoid(z1 - z0)``, so everything
     downstream (sigmoid, ``> 0`` threshold) treats both heads alike.
     """
-    if logits.shape[1] == 1:
-        return logits
-    return logits[:, 1:2] - logits[:, 0:1]
+    if head == "softmax":
+        return logits[:, 1:2] - logits[:, 0:1]
+    return logits[:, 0:1]
+
+
+def head_of(model: nn.Module) -> str:
+    """The ``head`` of a :class:`UNet`, also when DistributedDataParallel wraps it; a module
+    without one (a test double, a user's network) is taken as one sigmoid logit."""
+    return getattr(getattr(model, "module", model), "head", "sigmoid")
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -11,11 +11,13 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
 from nuclei_unet.config.schema import ModelParams, TrainParams
+from nuclei_unet.data.native import NativeSample
 from nuclei_unet.model.preprocess import to_input
 from nuclei_unet.model.unet import UNet
 from nuclei_unet.train.distributed import Dist
 from nuclei_unet.train.losses import out_channels_for
 from nuclei_unet.transforms.augment import AugmentedSet
+from nuclei_unet.transforms.crops import CropSet, val_crops
 
 # Keras' Adam epsilon (PyTorch's default is 1e-8); kept so the seed recipe is the seed's
 KERAS_ADAM_EPS = 1e-7
@@ -27,12 +29,13 @@ def to_tensors(images: np.ndarray, masks: np.ndarray) -> tuple[torch.Tensor, tor
     return to_input(images), torch.from_numpy(masks.astype(np.float32))[:, None]
 
 
-def make_model(model_params: ModelParams, loss: str) -> UNet:
+def make_model(model_params: ModelParams, loss: str, edge: bool = False) -> UNet:
     """The U-Net of ``model_params`` with the output head ``loss`` needs (two classes for
-    ``softmax_ce``, else one logit)."""
+    ``softmax_ce``, else one logit) and, with ``edge``, the edge class's logit."""
     return UNet(
         model_params.widths, model_params.dropouts, norm=model_params.norm,
-        out_channels=out_channels_for(loss),
+        out_channels=out_channels_for(loss, edge),
+        head="softmax" if loss == "softmax_ce" else "sigmoid",
     )
 
 
@@ -65,6 +68,27 @@ def make_loader(
         dataset, batch_size=local_batch, sampler=sampler, num_workers=params.workers,
         pin_memory=pin_memory,  # page-locked batches copy to a GPU asynchronously
     )
+
+
+def make_crop_data(
+    train: list[NativeSample], val: list[NativeSample], params: TrainParams, seed: int,
+    group: Dist, pin_memory: bool = False,
+) -> tuple[DataLoader, tuple[torch.Tensor, torch.Tensor, None]]:
+    """Batches of random crops of this process's share of ``train`` (a new draw each epoch:
+    call ``set_epoch`` on the sampler and the dataset), and fixed crops of ``val``."""
+    dataset = CropSet(
+        train, params.crop_size, params.crops_per_image, params.scale_jitter, params.augment,
+        params.edge, params.oversample_stained, seed, params.contact_weight,
+    )
+    sampler = DistributedSampler(
+        range(len(dataset)), num_replicas=group.world, rank=group.rank, shuffle=True, seed=seed
+    )
+    loader = DataLoader(
+        dataset, batch_size=max(1, params.batch_size // group.world), sampler=sampler,
+        num_workers=params.workers, pin_memory=pin_memory,
+    )
+    vx, vy = val_crops(val, params.crop_size, params.edge)
+    return loader, (vx, vy, None)
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, params: TrainParams):

@@ -20,6 +20,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from nuclei_unet.config.schema import ModelParams, TrainParams
+from nuclei_unet.data.native import NativeSample
 from nuclei_unet.model.checkpoint import save_model
 from nuclei_unet.model.unet import UNet, count_parameters
 from nuclei_unet.runtime import (
@@ -29,6 +30,7 @@ from nuclei_unet.runtime import (
     set_threads,
 )
 from nuclei_unet.train.build import (
+    make_crop_data,
     make_loader,
     make_model,
     make_optimizer,
@@ -36,7 +38,7 @@ from nuclei_unet.train.build import (
     to_tensors,
 )
 from nuclei_unet.train.distributed import Dist, init_from_env, local_device
-from nuclei_unet.train.losses import LOSSES
+from nuclei_unet.train.losses import loss_for
 from nuclei_unet.train.resume import (
     EpochStats,
     LoopState,
@@ -112,9 +114,27 @@ def _weights(data: tuple[np.ndarray, ...], params: TrainParams) -> torch.Tensor 
     return torch.from_numpy(data[2].astype(np.float32))[:, None] if params.weight_map else None
 
 
+TrainData = tuple[np.ndarray, ...] | list[NativeSample]
+
+
+def _data(
+    train_data: TrainData, val_data: TrainData, params: TrainParams, seed: int, group: Dist,
+    pin_memory: bool,
+) -> tuple[DataLoader, tuple, str]:
+    """The batches, the validation tensors and a fingerprint of the data, for either input."""
+    if params.input == "crops":
+        loader, val = make_crop_data(train_data, val_data, params, seed, group, pin_memory)
+        arrays = [a for s in [*train_data, *val_data] for a in (s.image, s.target)]
+        return loader, val, data_fingerprint(*arrays)
+    x, y = to_tensors(*train_data[:2])
+    vx, vy = to_tensors(*val_data[:2])
+    loader = make_loader(x, y, _weights(train_data, params), params, seed, group, pin_memory)
+    return loader, (vx, vy, _weights(val_data, params)), data_fingerprint(*train_data, *val_data)
+
+
 def _start(
-    train_data: tuple[np.ndarray, ...], val_data: tuple[np.ndarray, ...],
-    model_params: ModelParams, params: TrainParams, seed: int,
+    train_data: TrainData, val_data: TrainData, model_params: ModelParams, params: TrainParams,
+    seed: int,
 ) -> Run:
     """Seed, pick the device and precision, build the network, optimiser and batches."""
     seed_everything(seed)
@@ -122,29 +142,30 @@ def _start(
     device = local_device(resolve_device(params.device))
     dtype = resolve_precision(params.precision, device)
     group = init_from_env(device)
-    x, y = to_tensors(*train_data[:2])
-    vx, vy = to_tensors(*val_data[:2])
-    net = make_model(model_params, params.loss).to(device, memory_format=torch.channels_last)
+    loader, val, fingerprint = _data(
+        train_data, val_data, params, seed, group, device.type == "cuda"
+    )
+    net = make_model(model_params, params.loss, params.edge).to(
+        device, memory_format=torch.channels_last
+    )
     model: nn.Module = (
         DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
         if group.world > 1 else net
     )
     optimizer = make_optimizer(net, params)
-    loader = make_loader(
-        x, y, _weights(train_data, params), params, seed, group, pin_memory=device.type == "cuda"
-    )
     run = Run(
-        net, model, optimizer, make_scheduler(optimizer, params), loader,
-        (vx, vy, _weights(val_data, params)), dtype, LOSSES[params.loss], group,
-        count_parameters(net), "bf16" if dtype == torch.bfloat16 else "fp32",
-        data_fingerprint(*train_data, *val_data) + repr((model_params, params, seed)),
+        net, model, optimizer, make_scheduler(optimizer, params), loader, val, dtype,
+        loss_for(params.loss, params.edge), group, count_parameters(net),
+        "bf16" if dtype == torch.bfloat16 else "fp32",
+        fingerprint + repr((model_params, params, seed)),
     )
     if group.is_main:
         log.info(
-            "training a %s-parameter U-Net on %d images (%d validation), %s, %s on %s, "
-            "%d threads, %d process(es)",
-            f"{run.n_params:,}", len(x), len(vx), params.optimizer, run.precision, device,
-            threads, group.world,
+            "training a %s-parameter U-Net on %d %s of %d images (%d validation %s), %s, %s on "
+            "%s, %d threads, %d process(es)",
+            f"{run.n_params:,}", len(loader.dataset), "crops" if params.input == "crops" else
+            "images", len(train_data), len(val[0]), params.input, params.optimizer,
+            run.precision, device, threads, group.world,
         )
     return run
 
@@ -221,9 +242,21 @@ def details(result: TrainResult, n_train: int) -> dict[str, float | str]:
     }
 
 
+def _model_extra(train_data: TrainData, params: TrainParams, state: LoopState) -> dict:
+    """What the model file records beside the weights: the best epoch, the input size and, for
+    a model trained on native crops, the nucleus diameter its images were rescaled to."""
+    extra = {"epoch": state.best_epoch, "val_loss": state.best_loss}
+    if params.input == "crops":
+        return {
+            **extra, "input": "crops", "input_size": params.crop_size,
+            "diameter": train_data[0].diameter,
+        }
+    return {**extra, "input_size": int(train_data[0].shape[2])}
+
+
 def train(
-    train_data: tuple[np.ndarray, ...],
-    val_data: tuple[np.ndarray, ...],
+    train_data: TrainData,
+    val_data: TrainData,
     model_params: ModelParams,
     params: TrainParams,
     seed: int,
@@ -234,7 +267,8 @@ def train(
     """Train a U-Net and write the weights of the best epoch (lowest val_loss) to ``model_path``.
 
     ``train_data`` and ``val_data`` are ``(images (N, H, W, 3) uint8, masks (N, H, W) 0/1)``,
-    plus ``weights (N, H, W) float32`` when ``params.weight_map`` is set.
+    plus ``weights (N, H, W) float32`` when ``params.weight_map`` is set; with
+    ``params.input == "crops"``, the native samples (:mod:`nuclei_unet.data.native`).
     With ``resume_path``, a checkpoint is written there after every epoch and a matching one is
     resumed from, so a killed run ends with the same weights as an uninterrupted one; it is
     removed when training ends. Under torchrun, each process trains on its share of every
@@ -269,10 +303,7 @@ def train(
     )
     if run.group.is_main:
         run.net.load_state_dict(state.best_state)
-        save_model(
-            run.net, model_path,
-            {"epoch": state.best_epoch, "val_loss": state.best_loss, "input_size": int(train_data[0].shape[2])},
-        )
+        save_model(run.net, model_path, _model_extra(train_data, params, state))
         if live is not None:
             # only the headline figures (the per-epoch values are the plots) and dvclive's step
             for key in [k for k in live.summary if k != "step"]:

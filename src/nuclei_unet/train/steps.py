@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 import torch
 from torch import nn
@@ -11,12 +9,10 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from nuclei_unet.metrics.pixel import per_image_iou_dice
-from nuclei_unet.model.unet import foreground_logit
+from nuclei_unet.model.unet import foreground_logit, head_of
 from nuclei_unet.runtime import autocast
 from nuclei_unet.train.distributed import Dist
-from nuclei_unet.train.losses import bce_loss
-
-LossFn = Callable[[torch.Tensor, torch.Tensor, "torch.Tensor | None"], torch.Tensor]
+from nuclei_unet.train.losses import LossFn, bce_loss
 
 
 @torch.inference_mode()
@@ -27,9 +23,13 @@ def evaluate_batches(
     dtype: torch.dtype,
     loss_fn: LossFn = bce_loss,
 ) -> tuple[float, float, float, float]:
-    """Mean loss, pixel accuracy, and the seed's per-image foreground IoU and Dice at 0.5."""
+    """Mean loss, pixel accuracy, and the seed's per-image foreground IoU and Dice at 0.5.
+
+    ``y (N, C, H, W)``: channel 0 is the foreground (1 for the edge class, which only the loss
+    sees)."""
     x, y, w = data
     device = next(model.parameters()).device
+    head = head_of(model)
     model.eval()
     loss_sum, correct, ious, dices = 0.0, 0.0, [], []
     for start in range(0, len(x), batch_size):
@@ -40,14 +40,15 @@ def evaluate_batches(
             logits = model(xb)
         logits = logits.float()
         loss_sum += float(loss_fn(logits, yb, wb)) * len(xb)
-        pred = foreground_logit(logits) > 0  # sigmoid(z) > 0.5  <=>  z > 0
-        correct += float((pred == (yb > 0.5)).sum())
-        iou, dice = per_image_iou_dice(pred[:, 0].cpu().numpy(), yb[:, 0].cpu().numpy() > 0.5)
+        pred = foreground_logit(logits, head) > 0  # sigmoid(z) > 0.5  <=>  z > 0
+        fg = yb[:, 0:1] > 0.5
+        correct += float((pred == fg).sum())
+        iou, dice = per_image_iou_dice(pred[:, 0].cpu().numpy(), fg[:, 0].cpu().numpy())
         ious.append(iou)
         dices.append(dice)
     return (
         loss_sum / len(x),
-        correct / y.numel(),
+        correct / y[:, 0].numel(),
         float(np.concatenate(ious).mean()),
         float(np.concatenate(dices).mean()),
     )
@@ -66,6 +67,7 @@ def train_epoch(
     training loss and pixel accuracy over all processes."""
     model.train()
     device = next(model.parameters()).device
+    head = head_of(model)
     # accumulate on tensors: a float() per step would force a sync each batch
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     correct = torch.zeros((), dtype=torch.float64, device=device)
@@ -82,8 +84,8 @@ def train_epoch(
         optimizer.step()
         with torch.no_grad():
             loss_sum += loss.detach().double() * len(xb)
-            pred = foreground_logit(logits.detach()) > 0
-            correct += (pred == (yb > 0.5)).sum().double() / yb[0].numel()
+            pred = foreground_logit(logits.detach(), head) > 0
+            correct += (pred == (yb[:, 0:1] > 0.5)).sum().double() / yb[0, 0].numel()
         seen += len(xb)
     loss_total, correct_total, n = group.sum([float(loss_sum), float(correct), float(seen)])
     return loss_total / n, correct_total / n

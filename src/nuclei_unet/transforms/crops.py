@@ -1,0 +1,132 @@
+"""Random crops of the native set, zoomed a little, for training at a common nucleus size.
+
+Every epoch draws ``crops_per_image`` crops per training image (stained images drawn
+``oversample_stained`` times as often, the total unchanged), each from a random place and at a
+random zoom, then augmented like the resized set (:func:`..augment.augment`), with loss weights
+on the pixels between touching nuclei when asked for. Seeded per (seed, epoch, draw), so any
+number of DataLoader workers gives the same batches.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from nuclei_unet.config.schema import AugmentParams
+from nuclei_unet.data.native import CONTACT, EDGE, GAP, NativeSample
+from nuclei_unet.transforms.augment import augment
+
+
+def target_channels(target: np.ndarray, edge: bool) -> np.ndarray:
+    """``(H, W) uint8`` targets (:func:`..data.native.edge_targets`) -> ``(C, H, W) float32``:
+    the foreground, then (with ``edge``) the edge class (edge and contact pixels)."""
+    fg = ((target > 0) & (target != GAP)).astype(np.float32)
+    if not edge:
+        return fg[None]
+    return np.stack([fg, ((target == EDGE) | (target == CONTACT)).astype(np.float32)])
+
+
+def contact_weights(target: np.ndarray, weight: float) -> np.ndarray:
+    """``(1, H, W) float32`` loss weights: ``weight`` on contact and gap pixels, where touching
+    nuclei are told apart, 1 elsewhere."""
+    where = (target == CONTACT) | (target == GAP)
+    return np.where(where, np.float32(weight), np.float32(1.0))[None]
+
+
+def padded_region(array: np.ndarray, top: int, left: int, side: int) -> np.ndarray:
+    """``array[top:top+side, left:left+side]`` of an ``(H, W, ...)`` array, mirrored past its
+    borders where the image is smaller than ``side``."""
+    h, w = array.shape[:2]
+    pad_h, pad_w = max(0, side - h), max(0, side - w)
+    if pad_h or pad_w:
+        pads = [(pad_h // 2, pad_h - pad_h // 2), (pad_w // 2, pad_w - pad_w // 2)]
+        pads += [(0, 0)] * (array.ndim - 2)
+        array = np.pad(array, pads, mode="symmetric")  # numpy repeats the mirror as needed
+    return array[top : top + side, left : left + side]
+
+
+def crop_tensors(
+    sample: NativeSample, top: int, left: int, side: int, size: int, edge: bool,
+    contact_weight: float = 1.0,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """The ``side``-px region of ``sample`` at (top, left), resized to ``size``: image
+    ``(3, size, size)`` float32 in [0, 1] (bilinear, antialiased), targets ``(C, size, size)``
+    float32 0/1 and, when ``contact_weight`` is not 1, loss weights ``(1, size, size)`` (both
+    nearest)."""
+    image = torch.from_numpy(np.ascontiguousarray(padded_region(sample.image, top, left, side)))
+    region = padded_region(sample.target, top, left, side)
+    target = torch.from_numpy(target_channels(region, edge))
+    weight = None if contact_weight == 1.0 else torch.from_numpy(contact_weights(region, contact_weight))
+    image = image.permute(2, 0, 1).float().div_(255.0)
+    if side != size:
+        image = F.interpolate(image[None], size=(size, size), mode="bilinear", antialias=True,
+                              align_corners=False)[0].clamp_(0.0, 1.0)
+        target = F.interpolate(target[None], size=(size, size), mode="nearest")[0]
+        if weight is not None:
+            weight = F.interpolate(weight[None], size=(size, size), mode="nearest")[0]
+    return image, target, weight
+
+
+class CropSet(Dataset):
+    """Random zoomed crops of native samples; call ``set_epoch`` before each epoch."""
+
+    def __init__(
+        self, samples: Sequence[NativeSample], size: int, crops_per_image: int, jitter: float,
+        augment_params: AugmentParams, edge: bool, oversample_stained: float, seed: int,
+        contact_weight: float = 1.0,
+    ) -> None:
+        self.samples, self.size, self.jitter = list(samples), size, jitter
+        self.contact_weight = contact_weight
+        self.params, self.edge, self.seed = augment_params, edge, seed
+        self.n = crops_per_image * len(self.samples)
+        weights = np.array([oversample_stained if s.stained else 1.0 for s in self.samples])
+        self.p = weights / weights.sum()
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Draw which image each of this epoch's crops comes from."""
+        self.epoch = epoch
+        rng = np.random.default_rng([self.seed, epoch, 7])
+        self.order = rng.choice(len(self.samples), size=self.n, p=self.p)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, ...]:
+        state = np.random.SeedSequence([self.seed, self.epoch, i]).generate_state(1)[0]
+        generator = torch.Generator().manual_seed(int(state))
+        sample = self.samples[self.order[i]]
+        zoom = math.exp(
+            float(torch.empty(1).uniform_(-1, 1, generator=generator)) * math.log1p(self.jitter)
+        )
+        side = max(8, round(self.size / zoom))
+        h, w = sample.image.shape[:2]
+        top = int(torch.randint(0, max(1, h - side + 1), (1,), generator=generator))
+        left = int(torch.randint(0, max(1, w - side + 1), (1,), generator=generator))
+        image, target, weight = crop_tensors(
+            sample, top, left, side, self.size, self.edge, self.contact_weight
+        )
+        image, target, weight = augment(image, target, weight, self.params, generator)
+        return (image, target) if weight is None else (image, target, weight)
+
+
+def val_crops(
+    samples: Sequence[NativeSample], size: int, edge: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fixed validation crops, no zoom: each image's four corners (fewer when it is small):
+    ``(N, 3, size, size)`` float32 in [0, 1] (channels_last) and ``(N, C, size, size)``."""
+    images, targets = [], []
+    for sample in samples:
+        h, w = sample.image.shape[:2]
+        corners = {(t, l) for t in (0, max(0, h - size)) for l in (0, max(0, w - size))}
+        for top, left in sorted(corners):
+            image, target, _ = crop_tensors(sample, top, left, size, size, edge)
+            images.append(image)
+            targets.append(target)
+    x = torch.stack(images).contiguous(memory_format=torch.channels_last)
+    return x, torch.stack(targets)

@@ -1,0 +1,250 @@
+"""Native-scale training and prediction: the native set, its crops, the edge class, the scale
+estimate and the per-kind figures, each against a known answer."""
+
+import doctest
+
+import numpy as np
+import pytest
+import torch
+from conftest import disc
+
+import nuclei_unet.data.kinds
+import nuclei_unet.data.native
+import nuclei_unet.metrics.dsb
+from nuclei_unet.config.schema import AugmentParams, NativeParams, PredictParams, TrainParams
+from nuclei_unet.data.kinds import FLUORESCENCE, STAINED, image_kind
+from nuclei_unet.data.native import (
+    BODY,
+    CONTACT,
+    EDGE,
+    GAP,
+    NativeSample,
+    edge_targets,
+    load_native,
+    median_diameter,
+    native_sample,
+    rescale_labels,
+    save_native,
+    scale_for,
+)
+from nuclei_unet.errors import DataError, ParamsError
+from nuclei_unet.config.load import build
+from nuclei_unet.infer.instances import split_instances
+from nuclei_unet.infer.probs import output_maps, predict_maps
+from nuclei_unet.infer.segment import estimate_scale, predict_full
+from nuclei_unet.model.checkpoint import Scale
+from nuclei_unet.model.unet import UNet, foreground_logit
+from nuclei_unet.train.losses import bce_dice_loss, loss_for, out_channels_for
+from nuclei_unet.transforms.crops import (
+    CropSet,
+    contact_weights,
+    padded_region,
+    target_channels,
+    val_crops,
+)
+
+NO_AUGMENT = AugmentParams(flip=False, rot90=False, elastic_sigma=0.0)
+
+
+@pytest.mark.parametrize("module", [nuclei_unet.data.kinds, nuclei_unet.data.native, nuclei_unet.metrics.dsb])
+def test_docstring_examples(module):
+    result = doctest.testmod(module)
+    assert result.attempted > 0 and result.failed == 0
+
+
+def test_image_kinds():
+    dark_gray = np.full((8, 8, 3), 12, np.uint8)
+    assert image_kind(dark_gray) == FLUORESCENCE
+    purple = np.dstack([np.full((8, 8), v, np.uint8) for v in (120, 60, 140)])
+    assert image_kind(purple) == STAINED  # colour
+    assert image_kind(np.full((8, 8, 3), 220, np.uint8)) == STAINED  # gray, bright background
+
+
+def test_median_diameter_and_scale():
+    labels = np.zeros((100, 100), np.int32)
+    for k, (y, x) in enumerate([(20, 20), (20, 70), (70, 45)], start=1):
+        labels[disc(labels.shape, (y, x), 10)] = k
+    d = median_diameter(labels)
+    assert d == pytest.approx(20.0, abs=0.3)  # discs of radius 10
+    assert scale_for(d, 10.0) == pytest.approx(10.0 / d)
+    assert scale_for(None, 10.0) == 1.0 and scale_for(d, None) == 1.0
+    assert scale_for(1.0, 100.0) == 4.0  # clipped
+    assert median_diameter(np.zeros((5, 5), np.int32)) is None
+
+
+def test_edge_targets_keep_touching_nuclei_apart():
+    labels = np.zeros((9, 12), np.int32)
+    labels[2:7, 1:6], labels[2:7, 6:11] = 1, 2  # two 5x5 squares sharing a side
+    target = edge_targets(labels, 1)
+    body = target == BODY
+    # each square's 3x3 core is body; the shared side is contact on both sides, the rest of
+    # the rim is edge
+    assert body.sum() == 18 and (target[2:7, 5:7] == CONTACT).all()
+    assert ((target == EDGE) | (target == CONTACT)).sum() == 50 - 18
+    assert split_instances(body, "components").max() == 2  # the bodies are two seeds
+    labels[:, 6] = 0  # a one-pixel gap between them instead
+    assert (edge_targets(labels, 1)[2:7, 6] == GAP).all()
+
+
+def test_native_sample_rescales_to_the_diameter(tmp_path):
+    labels = np.zeros((200, 200), np.int32)
+    for k, (y, x) in enumerate([(50, 50), (50, 150), (150, 100)], start=1):
+        labels[disc(labels.shape, (y, x), 20)] = k
+    image = np.where(labels[..., None] > 0, 200, 10).astype(np.uint8).repeat(3, axis=2)
+    sample = native_sample(image, labels, NativeParams(enabled=True, diameter=20.0, edge_width=1))
+    assert sample.scale == pytest.approx(0.5, abs=0.01)
+    assert sample.image.shape == (100, 100, 3) and sample.target.shape == (100, 100)
+    assert not sample.stained and sample.diameter == 20.0
+    found = median_diameter(split_instances(sample.target > 0, "components"))
+    assert found == pytest.approx(20.0, abs=1.0)
+    (tmp_path / "native").mkdir()
+    save_native(tmp_path / "native", "a", sample)
+    (back,) = load_native(tmp_path, ["a"])
+    assert np.array_equal(back.image, sample.image) and back.scale == sample.scale
+    with pytest.raises(DataError, match="prepare.native.enabled"):
+        load_native(tmp_path / "nowhere", ["a"])
+
+
+def test_rescale_labels_nearest():
+    labels = np.arange(4, dtype=np.int32).reshape(2, 2)
+    assert rescale_labels(labels, (4, 4)).tolist() == [[0, 0, 1, 1], [0, 0, 1, 1], [2, 2, 3, 3], [2, 2, 3, 3]]
+
+
+def _samples(n: int, stained_every: int = 0) -> list[NativeSample]:
+    rng = np.random.default_rng(0)
+    out = []
+    for i in range(n):
+        target = np.zeros((40, 50), np.uint8)
+        target[10:30, 10:30] = BODY
+        target[10, 10:30] = EDGE
+        image = rng.integers(0, 255, (40, 50, 3), dtype=np.uint8)
+        out.append(NativeSample(image, target, 1.0, bool(stained_every and i % stained_every == 0), 20.0))
+    return out
+
+
+def test_crops_shapes_determinism_and_targets():
+    samples = _samples(3)
+    crops = CropSet(samples, 32, 2, 0.25, NO_AUGMENT, True, 1.0, seed=5)
+    assert len(crops) == 6
+    image, target = crops[0]
+    assert image.shape == (3, 32, 32) and target.shape == (2, 32, 32)
+    assert set(target.unique().tolist()) <= {0.0, 1.0}
+    assert (target[1] <= target[0]).all()  # the edge lies inside the foreground
+    again = CropSet(samples, 32, 2, 0.25, NO_AUGMENT, True, 1.0, seed=5)[0]
+    assert torch.equal(image, again[0]) and torch.equal(target, again[1])
+    crops.set_epoch(1)
+    assert not torch.equal(crops[0][0], image)  # a new draw each epoch
+
+
+def test_crop_without_zoom_is_the_region():
+    (sample,) = _samples(1)
+    crops = CropSet([sample], 16, 1, 0.0, NO_AUGMENT, False, 1.0, seed=0)
+    image, target = crops[0]
+    # no jitter, no augmentation: some 16x16 window of the image, exactly
+    windows = np.lib.stride_tricks.sliding_window_view(sample.image, (16, 16, 3))[..., 0, :, :, :]
+    want = (image.permute(1, 2, 0) * 255).round().to(torch.uint8).numpy()
+    assert (windows == want).all(axis=(-3, -2, -1)).any()
+    assert target.shape == (1, 16, 16)
+
+
+def test_contact_weights_and_channels():
+    target = np.array([[0, BODY, EDGE, CONTACT, GAP]], np.uint8)
+    assert target_channels(target, True).tolist() == [[[0, 1, 1, 1, 0]], [[0, 0, 1, 1, 0]]]
+    assert contact_weights(target, 5.0).tolist() == [[[1, 1, 1, 5, 5]]]
+    (sample,) = _samples(1)
+    sample.target[20, 10:30] = CONTACT
+    crops = CropSet([sample], 32, 1, 0.0, NO_AUGMENT, True, 1.0, seed=0, contact_weight=5.0)
+    image, target, weight = crops[0]
+    assert weight.shape == (1, 32, 32) and set(weight.unique().tolist()) <= {1.0, 5.0}
+    assert len(CropSet([sample], 32, 1, 0.0, NO_AUGMENT, True, 1.0, seed=0)[0]) == 2
+
+
+def test_oversampling_draws_stained_images_more_often():
+    samples = _samples(10, stained_every=5)  # 2 stained of 10
+    crops = CropSet(samples, 16, 100, 0.0, NO_AUGMENT, False, 4.0, seed=1)
+    share = np.mean([samples[i].stained for i in crops.order])
+    assert share == pytest.approx(8 / 16, abs=0.03)  # weights 2 x 4 against 8 x 1
+    assert len(crops) == 1000  # the epoch's size does not change
+
+
+def test_padded_region_mirrors_small_images():
+    small = np.arange(6).reshape(2, 3)
+    region = padded_region(small, 0, 0, 5)
+    assert region.shape == (5, 5) and set(np.unique(region)) == set(range(6))
+
+
+def test_val_crops_are_the_corners():
+    samples = _samples(2)
+    x, y = val_crops(samples, 32, edge=False)
+    assert x.shape == (8, 3, 32, 32) and y.shape == (8, 1, 32, 32)
+    first = torch.from_numpy(samples[0].image[:32, :32]).permute(2, 0, 1).float() / 255
+    assert torch.allclose(x[0], first)
+    assert np.array_equal(target_channels(samples[0].target[:32, :32], False)[0], y[0, 0].numpy())
+
+
+def test_edge_loss_adds_the_edge_bce():
+    torch.manual_seed(0)
+    logits, target = torch.randn(2, 2, 8, 8), (torch.rand(2, 2, 8, 8) > 0.5).float()
+    edge = torch.nn.functional.binary_cross_entropy_with_logits(logits[:, 1:], target[:, 1:])
+    want = bce_dice_loss(logits[:, :1], target[:, :1]) + edge
+    assert torch.allclose(loss_for("bce_dice", edge=True)(logits, target), want)
+    assert out_channels_for("bce_dice", edge=True) == 2 and out_channels_for("bce") == 1
+
+
+def test_edge_model_head_and_maps():
+    net = UNet((4, 8), (0.0, 0.0), out_channels=2)
+    assert net.head == "sigmoid" and output_maps(net) == 2
+    maps = predict_maps(net, np.zeros((1, 16, 16, 3), np.uint8), 1, progress=False)
+    with torch.no_grad():
+        logits = net.eval()(torch.zeros(1, 3, 16, 16))
+    assert maps.shape == (1, 2, 16, 16)
+    assert np.allclose(maps[0], torch.sigmoid(logits[0]).numpy(), atol=1e-6)
+    softmax = UNet((4, 8), (0.0, 0.0), out_channels=2, head="softmax")
+    assert output_maps(softmax) == 1
+    z = torch.tensor([[[[1.0]], [[3.0]]]])
+    assert foreground_logit(z, "softmax").item() == 2.0 and foreground_logit(z).item() == 1.0
+
+
+def test_edge_instances_split_touching_nuclei():
+    shape = (40, 60)
+    a, b = disc(shape, (20, 20), 10), disc(shape, (20, 38), 10)  # overlapping discs: one blob
+    fg = (a | b).astype(np.float32)
+    edge = np.zeros(shape, np.float32)
+    edge[:, 28:31] = 1.0  # the learned contact between them
+    labels = split_instances(fg > 0.5, "edge", edge=edge, fg=fg)
+    assert labels.max() == 2
+    assert split_instances(fg > 0.5, "components").max() == 1
+    with pytest.raises(ValueError, match="train.edge"):
+        split_instances(fg > 0.5, "edge")
+
+
+class Threshold(torch.nn.Module):
+    """A 'network' whose foreground logit is +8 where the image is bright: its objects are
+    the image's own blobs at any scale."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x.mean(1, keepdim=True) - 0.5) * 16
+
+
+def test_scale_estimate_finds_the_nucleus_size():
+    shape = (256, 256)
+    labels = np.zeros(shape, np.int32)
+    for k, (y, x) in enumerate([(60, 60), (60, 190), (190, 60), (190, 190)], start=1):
+        labels[disc(shape, (y, x), 20)] = k  # diameter 40
+    image = np.where(labels[..., None] > 0, 220, 20).astype(np.uint8).repeat(3, axis=2)
+    options = PredictParams(mode="scaled", tta=False, tile_size=64, tile_overlap=16, instances="components")
+    scale = estimate_scale(Threshold(), image, options, 20.0, torch.device("cpu"), torch.float32)
+    assert scale == pytest.approx(0.5, abs=0.02)
+    maps = predict_full(Threshold(), image, options, 64, torch.device("cpu"), scale=Scale(True, 20.0))
+    assert maps.shape == (1, *shape)
+    assert ((maps[0] > 0.5) == (labels > 0)).mean() > 0.98
+    with pytest.raises(DataError, match="train.input: crops"):
+        predict_full(Threshold(), image, options, 64, torch.device("cpu"))
+
+
+def test_params_refuse_edge_without_crops():
+    with pytest.raises(ParamsError, match="train.edge: needs input: crops"):
+        build(TrainParams, {"edge": True, "input": "resized"}, "train")
+    with pytest.raises(ParamsError, match="softmax_ce"):
+        build(TrainParams, {"edge": True, "input": "crops", "loss": "softmax_ce"}, "train")
+    assert build(TrainParams, {"edge": True, "input": "crops"}, "train").edge
