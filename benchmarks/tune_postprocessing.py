@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from nuclei_unet.infer.segment import _instances, predict_full
+from nuclei_unet.infer.segment import label_nuclei, predict_full
 from nuclei_unet.io.dsb import list_samples
 from nuclei_unet.io.files import read_json
 from nuclei_unet.io.images import read_image, read_labels
@@ -55,7 +55,7 @@ def main() -> None:
                 checkpoint.scale,
             )
         for k, combo in enumerate(combos):
-            s = image_scores(truth, _instances(maps, options.model_copy(update=combo)))
+            s = image_scores(truth, label_nuclei(maps, options.model_copy(update=combo)))
             scores[k].append((s["dsb_score"], s["tp_50"], s["fp_50"], s["fn_50"]))
     rows = []
     for combo, per_image in zip(combos, scores):

@@ -29,7 +29,7 @@ from nuclei_unet.model.checkpoint import Scale
 from nuclei_unet.transforms.resize import resize_image
 
 
-def _instances(maps: np.ndarray, options: PredictParams) -> np.ndarray:
+def label_nuclei(maps: np.ndarray, options: PredictParams) -> np.ndarray:
     """``(M, H, W)`` maps -> ``(H, W)`` instance labels by ``options.instances``: uint16, or
     uint32 past 65,535 nuclei."""
     edge = maps[1] if len(maps) > 1 else None
@@ -54,7 +54,7 @@ def estimate_scale(
     scale = 1.0
     for _ in range(options.scale_passes - 1):
         maps = tiled_maps(model, image, options, device, dtype, scale, tta=False)
-        found = median_diameter(_instances(maps, options))
+        found = median_diameter(label_nuclei(maps, options))
         if found is None:
             break
         guess = scale_for(found / scale, diameter)
@@ -101,7 +101,7 @@ def segment(
     """Mask ``(H, W) uint8`` 0/1 and instance labels ``(H, W)`` of one image: uint16, or
     uint32 past 65,535 nuclei."""
     maps = predict_full(model, image, options, input_size, device, dtype, scale)
-    return (maps[0] > options.threshold).astype(np.uint8), _instances(maps, options)
+    return (maps[0] > options.threshold).astype(np.uint8), label_nuclei(maps, options)
 
 
 def save_segmentation(
@@ -144,7 +144,7 @@ def predict_full_res(
     small: dict[str, np.ndarray] = {}
     for sample in tqdm(samples, desc=f"full resolution ({options.mode})", unit="img"):
         maps = predict_full(model, read_image(sample.image), options, input_size, device, dtype, scale)
-        labels = _instances(maps, options)
+        labels = label_nuclei(maps, options)
         mask = (maps[0] > options.threshold).astype(np.uint8)
         save_segmentation(out_dir, sample.id, mask, labels)
         rows += submission_rows(sample.id, labels)
