@@ -15,7 +15,7 @@ from nuclei_unet.config.schema import PredictParams
 from nuclei_unet.errors import ParamsError
 from nuclei_unet.infer.instances import split_instances
 from nuclei_unet.infer.segment import predict_full
-from nuclei_unet.infer.tiling import blend_window, predict_tiled, tile_origins
+from nuclei_unet.infer.tiling import blend_window, tile_origins
 from nuclei_unet.io.rle import rle_decode, rle_encode, submission_rows
 from nuclei_unet.metrics.dsb import THRESHOLDS, image_scores, iou_matrix
 
@@ -110,10 +110,10 @@ def test_tiling_is_seamless(shape):
     rng = np.random.default_rng(1)
     image = (rng.random((*shape, 3)) * 255).astype(np.uint8)
     options = PredictParams(mode="tile", tile_size=64, tile_overlap=16, tile_scale=1.0, tta=False)
-    const = predict_tiled(Constant(), image, options, torch.device("cpu"), torch.float32)
+    const = predict_full(Constant(), image, options, 32, torch.device("cpu"), torch.float32)[0]
     assert const.shape == shape
     np.testing.assert_allclose(const, 1 / (1 + np.exp(-0.7)), atol=1e-6)
-    tiled = predict_tiled(Pointwise(), image, options, torch.device("cpu"), torch.float32)
+    tiled = predict_full(Pointwise(), image, options, 32, torch.device("cpu"), torch.float32)[0]
     direct = torch.sigmoid((torch.from_numpy(image).float() / 255).mean(2).sub(0.5).mul(8)).numpy()
     np.testing.assert_allclose(tiled, direct, atol=1e-5)
 

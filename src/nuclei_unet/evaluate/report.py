@@ -135,14 +135,16 @@ def full_res_scores(
 
 def score_split(
     split: str, ids: list[str], pred: np.ndarray, true: np.ndarray, params: EvaluateParams,
-    truth_dir: Path, full_dir: Path, kinds: dict[str, str],
+    truth_dir: Path, full_dir: Path, image_paths: dict[str, Path],
 ) -> SplitScores:
     """Pixel figures at training size for ``pred``/``true`` ``(N, S, S) bool``, and the object
-    figures at original size when every image of the split was predicted there."""
+    figures at original size, overall and per kind of the original images (``image_paths``),
+    when every image of the split was predicted there."""
     figures: dict[str, float] = {**summarize(pred, true, params.smooth), "images": len(ids)}
     rows = per_image_rows(split, ids, pred, true, params.smooth)
     curve = None
     if all((full_dir / f"{k}_labels.png").is_file() for k in ids):
+        kinds = image_kinds(ids, image_paths)
         per_image, summary, curve = full_res_scores(ids, truth_dir, full_dir, params.smooth, kinds)
         figures.update(summary)
         full = per_image.loc[ids, list(FULL_RES_FIELDS)].round(6)
@@ -258,10 +260,9 @@ def evaluate(
         true = data.masks[data.index(ids)].astype(bool)
         where = positions(predictions.ids, ids, "prediction for image")
         pred = predictions.masks[where].astype(bool)
-        kinds = image_kinds(ids, image_paths) if all(
-            (full_dir / f"{k}_labels.png").is_file() for k in ids
-        ) else {}
-        scores[split] = score_split(split, ids, pred, true, params, truth_dir, full_dir, kinds)
+        scores[split] = score_split(
+            split, ids, pred, true, params, truth_dir, full_dir, image_paths
+        )
         if split not in ("val", "test"):
             continue
         picks = pick_samples(ids, params.n_samples if split == "val" else len(ids))

@@ -14,6 +14,14 @@ def edge_seeds(body: np.ndarray, components: np.ndarray, level: float = 0.5) -> 
     return label((body > level) & (components > 0), connectivity=1).astype(np.int32)
 
 
+def keep_orphans(labels: np.ndarray, components: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``labels`` of a seeded watershed, plus every component of ``mask`` that got no seed
+    (too thin for a peak, no body above the threshold) under its own new label, rather than
+    vanishing."""
+    orphans = components * ((labels == 0) & mask)
+    return np.where(orphans > 0, orphans + labels.max(), labels)
+
+
 def split_instances(
     mask: np.ndarray, method: str = "watershed", min_size: int = 0, min_distance: int = 3,
     edge: np.ndarray | None = None, fg: np.ndarray | None = None, seed_threshold: float = 0.5,
@@ -24,8 +32,8 @@ def split_instances(
     transform (peaks at least ``min_distance`` px apart, inside each component), then a
     watershed on the negated distance: touching round nuclei are cut at their waist. ``edge``:
     the markers are the regions where the nucleus body probability ``fg * (1 - edge)`` (both
-    ``(H, W) float32`` maps of an edge model) is above 0.5, flooded over the mask along the
-    body probability: the learned edge keeps touching nuclei's seeds apart.
+    ``(H, W) float32`` maps of an edge model) is above ``seed_threshold``, flooded over the
+    mask along the body probability: the learned edge keeps touching nuclei's seeds apart.
     Objects smaller than ``min_size`` pixels are dropped.
     """
     mask = np.asarray(mask, dtype=bool)
@@ -36,9 +44,10 @@ def split_instances(
         if edge is None or fg is None:
             raise ValueError("instances 'edge' needs a model trained with the edge class (train.edge)")
         body = fg * (1.0 - edge)
-        labels = watershed(-body, edge_seeds(body, components, seed_threshold), mask=mask)
-        orphans = components * ((labels == 0) & mask)
-        labels = np.where(orphans > 0, orphans + labels.max(), labels)
+        labels = keep_orphans(
+            watershed(-body, edge_seeds(body, components, seed_threshold), mask=mask),
+            components, mask,
+        )
     elif method == "watershed":
         distance = ndimage.distance_transform_edt(mask)
         # a little smoothing keeps one peak per nucleus on jagged outlines
@@ -48,10 +57,7 @@ def split_instances(
         )
         markers = np.zeros(mask.shape, dtype=np.int32)
         markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
-        labels = watershed(-smooth, markers, mask=mask)
-        # a component without a peak (too thin) keeps its own label rather than vanishing
-        orphans = components * ((labels == 0) & mask)
-        labels = np.where(orphans > 0, orphans + labels.max(), labels)
+        labels = keep_orphans(watershed(-smooth, markers, mask=mask), components, mask)
     else:
         raise ValueError(f"unknown instance method {method!r}")
     if min_size > 0:

@@ -143,9 +143,9 @@ def predict_full_res(
     rows: list[tuple[str, str]] = []
     small: dict[str, np.ndarray] = {}
     for sample in tqdm(samples, desc=f"full resolution ({options.mode})", unit="img"):
-        maps = predict_full(model, read_image(sample.image), options, input_size, device, dtype, scale)
-        labels = label_nuclei(maps, options)
-        mask = (maps[0] > options.threshold).astype(np.uint8)
+        mask, labels = segment(
+            model, read_image(sample.image), options, input_size, device, dtype, scale
+        )
         save_segmentation(out_dir, sample.id, mask, labels)
         rows += submission_rows(sample.id, labels)
         if small_size is not None:

@@ -74,12 +74,3 @@ def resize_maps(maps: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
         return maps
     return np.stack([resize_float(m, shape) for m in maps])
 
-
-def predict_tiled(
-    model: nn.Module, image: np.ndarray, options: PredictParams, device: torch.device,
-    dtype: torch.dtype,
-) -> np.ndarray:
-    """Overlap-tile prediction (:func:`tiled_maps`) at ``options.tile_scale``:
-    ``(H, W, 3) uint8`` -> ``(H, W) float32`` foreground probabilities at the image's size."""
-    maps = tiled_maps(model, image, options, device, dtype, options.tile_scale, options.tta)
-    return resize_maps(maps, image.shape[:2])[0]

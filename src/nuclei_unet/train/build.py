@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from nuclei_unet.config.schema import ModelParams, TrainParams
 from nuclei_unet.data.native import NativeSample
@@ -50,19 +50,17 @@ def make_optimizer(model: nn.Module, params: TrainParams) -> torch.optim.Optimiz
     )
 
 
-def make_loader(
-    x: torch.Tensor, y: torch.Tensor, w: torch.Tensor | None, params: TrainParams, seed: int,
-    group: Dist, pin_memory: bool = False,
+def shuffled_batches(
+    dataset: Dataset, params: TrainParams, seed: int, group: Dist, pin_memory: bool = False
 ) -> DataLoader:
-    """Shuffled, augmented batches of this process's share of the training set.
+    """Shuffled batches of this process's share of ``dataset``.
 
     The global batch stays ``params.batch_size`` whatever the number of processes. Call
     ``loader.sampler.set_epoch(e)`` and ``loader.dataset.set_epoch(e)`` before each epoch.
     """
     sampler = DistributedSampler(
-        range(len(x)), num_replicas=group.world, rank=group.rank, shuffle=True, seed=seed
+        range(len(dataset)), num_replicas=group.world, rank=group.rank, shuffle=True, seed=seed
     )
-    dataset = AugmentedSet(x, y, w, params.augment, seed)
     local_batch = max(1, params.batch_size // group.world)
     return DataLoader(
         dataset, batch_size=local_batch, sampler=sampler, num_workers=params.workers,
@@ -70,25 +68,28 @@ def make_loader(
     )
 
 
+def make_loader(
+    x: torch.Tensor, y: torch.Tensor, w: torch.Tensor | None, params: TrainParams, seed: int,
+    group: Dist, pin_memory: bool = False,
+) -> DataLoader:
+    """Shuffled, augmented batches of this process's share of the training set
+    (:func:`shuffled_batches`)."""
+    dataset = AugmentedSet(x, y, w, params.augment, seed)
+    return shuffled_batches(dataset, params, seed, group, pin_memory)
+
+
 def make_crop_data(
     train: list[NativeSample], val: list[NativeSample], params: TrainParams, seed: int,
     group: Dist, pin_memory: bool = False,
 ) -> tuple[DataLoader, tuple[torch.Tensor, torch.Tensor, None]]:
-    """Batches of random crops of this process's share of ``train`` (a new draw each epoch:
-    call ``set_epoch`` on the sampler and the dataset), and fixed crops of ``val``."""
+    """Batches of random crops of this process's share of ``train`` (a new draw each epoch,
+    :func:`shuffled_batches`), and fixed crops of ``val``."""
     dataset = CropSet(
         train, params.crop_size, params.crops_per_image, params.scale_jitter, params.augment,
         params.edge, params.oversample_stained, seed, params.contact_weight,
     )
-    sampler = DistributedSampler(
-        range(len(dataset)), num_replicas=group.world, rank=group.rank, shuffle=True, seed=seed
-    )
-    loader = DataLoader(
-        dataset, batch_size=max(1, params.batch_size // group.world), sampler=sampler,
-        num_workers=params.workers, pin_memory=pin_memory,
-    )
     vx, vy = val_crops(val, params.crop_size, params.edge)
-    return loader, (vx, vy, None)
+    return shuffled_batches(dataset, params, seed, group, pin_memory), (vx, vy, None)
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, params: TrainParams):
