@@ -3,8 +3,8 @@
 Prints images/s of (a) our full training loop (the train stage's own train_epoch: shuffling,
 augmentation, batching and logging included) at the model and train params of params.yaml,
 (b) the same loop at the seed notebook's recipe (no batch norm, BCE, no augmentation: the
-work Keras does), (c) the reference training step (the seed's model, eager, fp32, NCHW, plain
-loop), (d) the seed notebook's own Keras model and ``model.fit`` when TensorFlow is installed
+work Keras does), (c) the reference training step (the seed's model, with our dropout, eager, fp32,
+NCHW, plain loop), (d) the seed notebook's own Keras model and ``model.fit`` when TensorFlow is installed
 (``pip install 'nuclei-unet[bench]'``), and the same for inference (ours: predict_probs on the
 model as the predict stage loads it, batch norms folded; Keras: ``model.predict``); each the
 median of several timed repetitions in this one process, on the same synthetic batches. The

@@ -43,13 +43,13 @@ class _MaskedScale(torch.autograd.Function):
     """``x * mask``, with ``mask`` saved for the gradient (``grad * mask``)."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, p: float) -> torch.Tensor:  # noqa: D102
+    def forward(ctx, x: torch.Tensor, p: float) -> torch.Tensor:
         mask = keep_mask(x, p)
         ctx.save_for_backward(mask)
         return x * mask
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # noqa: D102
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
         (mask,) = ctx.saved_tensors
         return grad * mask, None
 
