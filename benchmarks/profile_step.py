@@ -55,6 +55,7 @@ FAMILIES = [
 
 
 def family(name: str) -> str:
+    """The family of a profiler operator name (:data:`FAMILIES`)."""
     for fragment, label in FAMILIES:
         if fragment in name:
             return label

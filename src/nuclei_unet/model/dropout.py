@@ -62,6 +62,7 @@ class Dropout(nn.Dropout):
         """``x`` unchanged in eval mode or at ``p == 0``; else ``x`` with elements dropped."""
         if not self.training or self.p == 0:
             return x
-        if x.device.type != "cpu" or self.p >= 1:
+        if x.device.type != "cpu" or round(self.p * LEVELS) >= LEVELS:
+            # CUDA's own kernel is fast; a p that rounds to 1 would have no scale
             return F.dropout(x, self.p, True, self.inplace)
         return _MaskedScale.apply(x, self.p)
