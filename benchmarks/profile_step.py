@@ -24,17 +24,14 @@ from collections import defaultdict
 
 import numpy as np
 import torch
+from timing import FORWARD_GFLOP, native_samples  # beside this file
 from torch.profiler import ProfilerActivity, profile
 
 from nuclei_unet.config.load import load_section
-from nuclei_unet.data.native import NativeSample
 from nuclei_unet.runtime import autocast, resolve_precision, set_threads
 from nuclei_unet.train.build import make_crop_data, make_model, make_optimizer
 from nuclei_unet.train.distributed import Dist
 from nuclei_unet.train.losses import loss_for
-
-# forward FLOPs of the seed model at 128x128 (2 per multiply-add); a training step about 3x
-FORWARD_GFLOP = 1.52
 
 # operator name fragments -> family (first match wins)
 FAMILIES = [
@@ -88,11 +85,7 @@ def main() -> None:
     dtype = resolve_precision(args.precision or params.precision)
     rng = np.random.default_rng(0)
     n_images = -(-(args.batches + 2) * params.batch_size // params.crops_per_image)
-    samples = [
-        NativeSample(rng.integers(0, 255, (256, 256, 3), dtype=np.uint8),
-                     rng.integers(0, 5, (256, 256), dtype=np.uint8), 1.0, False, 20.0)
-        for _ in range(n_images)
-    ]
+    samples = native_samples(rng, n_images)
     loader, _ = make_crop_data(samples, samples[:1], params, 0, Dist())
     start = time.perf_counter()
     batches = list(loader)

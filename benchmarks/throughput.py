@@ -21,12 +21,11 @@ import json
 
 import numpy as np
 import torch
-from timing import median_rate  # beside this file
+from timing import FORWARD_GFLOP, median_rate, native_samples  # beside this file
 from torch import nn
 
 from nuclei_unet.config.load import load_section
 from nuclei_unet.config.schema import AugmentParams
-from nuclei_unet.data.native import NativeSample
 from nuclei_unet.infer.probs import predict_probs
 from nuclei_unet.model.unet import UNet, fuse_batch_norm
 from nuclei_unet.runtime import cpu_has_bf16, resolve_precision, set_threads
@@ -40,9 +39,6 @@ from nuclei_unet.train.build import (
 from nuclei_unet.train.distributed import Dist
 from nuclei_unet.train.losses import LOSSES, loss_for
 from nuclei_unet.train.steps import train_epoch
-
-# forward FLOPs of the seed model at 128x128 (2 per multiply-add); training costs about 3x
-FORWARD_GFLOP = 1.52
 
 
 def main() -> None:
@@ -68,8 +64,8 @@ def main() -> None:
     optimizer = make_optimizer(ours, params)
     if params.input == "crops":  # the default: crops of 256-px native images, edge targets
         loader, _ = make_crop_data(
-            _native_samples(rng, args.images // params.crops_per_image),
-            _native_samples(rng, 1), params, 0, Dist(),
+            native_samples(rng, args.images // params.crops_per_image),
+            native_samples(rng, 1), params, 0, Dist(),
         )
     else:
         loader = make_loader(x, y, None, params, 0, Dist())
@@ -150,15 +146,6 @@ def main() -> None:
     out.setdefault("keras_predict_img_s", None)
     print(json.dumps({**out, "keras_reason": reason, "cpu": _cpu(),
                       "train_precision": _name(dtype), "predict_precision": _name(predict_dtype)}))
-
-
-def _native_samples(rng: np.random.Generator, n: int) -> list[NativeSample]:
-    """``n`` random 256x256 native-set images with random 0..4 targets."""
-    return [
-        NativeSample(rng.integers(0, 255, (256, 256, 3), dtype=np.uint8),
-                     rng.integers(0, 5, (256, 256), dtype=np.uint8), 1.0, False, 20.0)
-        for _ in range(n)
-    ]
 
 
 def _name(dtype: torch.dtype) -> str:
