@@ -1,11 +1,17 @@
 """Score post-processing choices on training images, so that val stays an honest estimate.
 
 Predicts each chosen image once (the model file's predict settings, TTA included), then splits
-the probabilities into nuclei with every combination of the grid and prints the mean DSB score
-and F1 at IoU 0.5 per combination, best first, as JSON lines.
+the probabilities into nuclei with every combination of the grid and prints, per combination,
+best first, one JSON line: the DSB mAP and F1 at IoU 0.5 of each image kind (fluorescence,
+stained; ``data/kinds.py``) and of the whole split, where each kind counts as often as it
+occurs in the split (so a sample that takes every stained image but every 4th fluorescence one
+still estimates the split's figures).
 
-    python benchmarks/tune_postprocessing.py --model models/model.pt --every 10 \
-        --grid '{"instances": ["edge", "watershed"], "seed_threshold": [0.5, 0.7]}'
+The defaults of ``predict.threshold``, ``seed_threshold`` and ``min_size`` were chosen with
+
+    python benchmarks/tune_postprocessing.py --model models/model.pt --every 4 --every-stained 1 \
+        --grid '{"threshold": [0.5, 0.55, 0.6, 0.65], "seed_threshold": [0.5, 0.6, 0.7],
+                 "min_size": [10, 20, 25, 30]}'
 """
 
 from __future__ import annotations
@@ -13,11 +19,13 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+from collections import Counter
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from nuclei_unet.data.kinds import KINDS, STAINED, image_kind
 from nuclei_unet.infer.segment import label_nuclei, predict_full
 from nuclei_unet.io.dsb import list_samples
 from nuclei_unet.io.files import read_json
@@ -27,6 +35,11 @@ from nuclei_unet.model.checkpoint import load_checkpoint
 from nuclei_unet.runtime import resolve_device, resolve_precision
 
 
+def f1(tp: float, fp: float, fn: float) -> float:
+    """F1 at IoU 0.5 from (weighted) match counts; 0 when there is nothing to match."""
+    return 2 * tp / max(1e-9, 2 * tp + fp + fn)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="models/model.pt")
@@ -34,36 +47,60 @@ def main() -> None:
     parser.add_argument("--labels", default="data/prepared/labels")
     parser.add_argument("--split", default="data/split.json")
     parser.add_argument("--split-name", default="train", help="never val: val must stay honest")
-    parser.add_argument("--every", type=int, default=10, help="score every n-th image of the split")
+    parser.add_argument("--every", type=int, default=10, help="score every n-th image of a kind")
+    parser.add_argument("--every-stained", type=int, default=None,
+                        help="every n-th stained image instead (the rare kind; default: --every)")
     parser.add_argument("--grid", default='{"seed_threshold": [0.5]}', help="predict params -> values")
     args = parser.parse_args()
     checkpoint = load_checkpoint(args.model)
     options = checkpoint.predict
     device = resolve_device(options.device)
     dtype = resolve_precision(options.precision, device)
-    ids = set(read_json(args.split)[args.split_name][:: args.every])
+    ids = set(read_json(args.split)[args.split_name])
     samples = [s for s in list_samples(args.raw) if s.id in ids]
     grid = json.loads(args.grid)
     combos = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
-    scores: list[list[tuple[float, int, int, int]]] = [[] for _ in combos]
+    every = {kind: args.every for kind in KINDS}
+    every[STAINED] = args.every_stained or args.every
+    in_split: Counter[str] = Counter()
+    # per combination and kind: per-image DSB scores and summed TP / FP / FN at IoU 0.5
+    scores = [{kind: ([], np.zeros(3)) for kind in KINDS} for _ in combos]
+    model = checkpoint.model.to(device).eval()
     for sample in tqdm(samples, desc="predict", unit="img"):
         image = read_image(sample.image)
+        kind = image_kind(image)
+        in_split[kind] += 1
+        if in_split[kind] % every[kind]:  # the every-th, 2 x every-th, ... of each kind
+            continue
         truth = read_labels(f"{args.labels}/{sample.id}.png")
         with torch.inference_mode():
             maps = predict_full(
-                checkpoint.model, image, options, checkpoint.input_size, device, dtype,
-                checkpoint.scale,
+                model, image, options, checkpoint.input_size, device, dtype, checkpoint.scale
             )
         for k, combo in enumerate(combos):
             s = image_scores(truth, label_nuclei(maps, options.model_copy(update=combo)))
-            scores[k].append((s["dsb_score"], s["tp_50"], s["fp_50"], s["fn_50"]))
+            dsb, counts = scores[k][kind]
+            dsb.append(s["dsb_score"])
+            counts += (s["tp_50"], s["fp_50"], s["fn_50"])
     rows = []
-    for combo, per_image in zip(combos, scores):
-        dsb, tp, fp, fn = (np.array(c) for c in zip(*per_image))
-        f1 = 2 * tp.sum() / max(1, 2 * tp.sum() + fp.sum() + fn.sum())
-        rows.append({**combo, "dsb_map": round(float(dsb.mean()), 4), "f1_50": round(float(f1), 4),
-                     "images": len(per_image), "split": args.split_name})
-    for row in sorted(rows, key=lambda r: -r["dsb_map"]):
+    for combo, per_kind in zip(combos, scores):
+        row: dict[str, object] = dict(combo)
+        total_map, total_counts, weight = 0.0, np.zeros(3), 0
+        for kind, (dsb, counts) in per_kind.items():
+            if not dsb:
+                continue
+            row[f"dsb_map_{kind}"] = round(float(np.mean(dsb)), 4)
+            row[f"f1_50_{kind}"] = round(f1(*counts), 4)
+            row[f"images_{kind}"] = len(dsb)
+            # each kind weighs as many images as it has in the split
+            total_map += in_split[kind] * float(np.mean(dsb))
+            total_counts += in_split[kind] / len(dsb) * counts
+            weight += in_split[kind]
+        row["dsb_map"] = round(total_map / max(weight, 1), 4)
+        row["f1_50"] = round(f1(*total_counts), 4)
+        row["split"] = args.split_name
+        rows.append(row)
+    for row in sorted(rows, key=lambda r: -float(r["dsb_map"])):
         print(json.dumps(row))
 
 

@@ -215,7 +215,9 @@ class PredictParams(Section):
     Each description is also the help of the ``nuclei-unet predict`` flag of the same name.
     """
 
-    threshold: float = Field(0.5, gt=0, lt=1, description="probability above which a pixel is nucleus")
+    threshold: float = Field(
+        0.55, gt=0, lt=1, description="probability above which a pixel is nucleus"
+    )
     batch_size: int = Field(32, ge=1, description="images (or tiles) per forward pass")
     device: Device = Field("auto", description="auto: CUDA when torch sees a GPU, else CPU")
     precision: Precision = Field(
@@ -236,13 +238,15 @@ class PredictParams(Section):
         "trained with train.edge); components: no splitting"
     )
     seed_threshold: float = Field(
-        0.5, gt=0, lt=1, description="edge: body probability nucleus x (1 - edge) above which "
+        0.7, gt=0, lt=1, description="edge: body probability nucleus x (1 - edge) above which "
         "a pixel seeds a nucleus (higher: more seeds kept apart)"
     )
     scale_passes: int = Field(
         3, ge=1, description="scaled mode: at most this many passes to settle the scale"
     )
-    min_size: int = Field(10, ge=0, description="objects smaller than this many pixels are dropped")
+    min_size: int = Field(
+        25, ge=0, description="objects smaller than this many pixels (full resolution) are dropped"
+    )
     min_distance: int = Field(
         5, ge=1, description="watershed: minimum distance between nucleus centres (pixels)"
     )
