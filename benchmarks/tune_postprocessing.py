@@ -30,14 +30,9 @@ from nuclei_unet.infer.segment import label_nuclei, predict_full
 from nuclei_unet.io.dsb import list_samples
 from nuclei_unet.io.files import read_json
 from nuclei_unet.io.images import read_image, read_labels
-from nuclei_unet.metrics.dsb import image_scores
+from nuclei_unet.metrics.dsb import f1_score, image_scores
 from nuclei_unet.model.checkpoint import load_checkpoint
 from nuclei_unet.runtime import resolve_device, resolve_precision
-
-
-def f1(tp: float, fp: float, fn: float) -> float:
-    """F1 at IoU 0.5 from (weighted) match counts; 0 when there is nothing to match."""
-    return 2 * tp / max(1e-9, 2 * tp + fp + fn)
 
 
 def main() -> None:
@@ -90,14 +85,14 @@ def main() -> None:
             if not dsb:
                 continue
             row[f"dsb_map_{kind}"] = round(float(np.mean(dsb)), 4)
-            row[f"f1_50_{kind}"] = round(f1(*counts), 4)
+            row[f"f1_50_{kind}"] = round(f1_score(*counts), 4)
             row[f"images_{kind}"] = len(dsb)
             # each kind weighs as many images as it has in the split
             total_map += in_split[kind] * float(np.mean(dsb))
             total_counts += in_split[kind] / len(dsb) * counts
             weight += in_split[kind]
         row["dsb_map"] = round(total_map / max(weight, 1), 4)
-        row["f1_50"] = round(f1(*total_counts), 4)
+        row["f1_50"] = round(f1_score(*total_counts), 4)
         row["split"] = args.split_name
         rows.append(row)
     for row in sorted(rows, key=lambda r: -float(r["dsb_map"])):

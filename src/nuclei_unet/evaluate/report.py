@@ -30,7 +30,7 @@ from nuclei_unet.io.images import read_image, read_labels, write_png
 from nuclei_unet.io.predictions import Predictions
 from nuclei_unet.io.prepared import PreparedDataset, positions
 from nuclei_unet.io.tables import write_table
-from nuclei_unet.metrics.dsb import THRESHOLDS, image_scores, match_labels
+from nuclei_unet.metrics.dsb import THRESHOLDS, f1_score, image_scores, match_labels
 from nuclei_unet.metrics.pixel import per_image_iou_dice, summarize
 
 log = logging.getLogger(__name__)
@@ -94,7 +94,7 @@ def _object_summary(table: pd.DataFrame, suffix: str = "") -> dict[str, float]:
         f"dsb_map{suffix}": float(table["dsb_score"].mean()),
         f"precision_50{suffix}": tp / (tp + fp) if tp + fp else 0.0,
         f"recall_50{suffix}": tp / (tp + fn) if tp + fn else 0.0,
-        f"f1_50{suffix}": 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 1.0,
+        f"f1_50{suffix}": f1_score(tp, fp, fn),
         f"tp_50{suffix}": tp, f"fp_50{suffix}": fp, f"fn_50{suffix}": fn,
         f"images{suffix}": len(table),
     }

@@ -39,6 +39,16 @@ def match_counts(iou: np.ndarray, threshold: float) -> tuple[int, int, int]:
     return tp, iou.shape[1] - tp, iou.shape[0] - tp
 
 
+def f1_score(tp: float, fp: float, fn: float) -> float:
+    """F1 at one IoU threshold from match counts (summed over images, or weighted): 1.0 when
+    there was nothing to find and nothing was found.
+
+    >>> f1_score(8, 2, 2), f1_score(0, 0, 0)
+    (0.8, 1.0)
+    """
+    return 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 1.0
+
+
 def image_scores(true: np.ndarray, pred: np.ndarray) -> dict[str, float]:
     """The DSB score of one image, its score per threshold, and counts and F1 at 0.5.
 
@@ -53,7 +63,7 @@ def image_scores(true: np.ndarray, pred: np.ndarray) -> dict[str, float]:
     tp, fp, fn = match_counts(iou, 0.5)
     precision = tp / n_pred if n_pred else float(n_true == 0)
     recall = tp / n_true if n_true else float(n_pred == 0)
-    f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 1.0
+    f1 = f1_score(tp, fp, fn)
     out = {"dsb_score": float(np.mean(per_t)), "tp_50": tp, "fp_50": fp, "fn_50": fn,
            "precision_50": precision, "recall_50": recall, "f1_50": f1,
            "n_true": n_true, "n_pred": n_pred}
