@@ -28,10 +28,11 @@ from timing import FORWARD_GFLOP, native_samples  # beside this file
 from torch.profiler import ProfilerActivity, profile
 
 from nuclei_unet.config.load import load_section
-from nuclei_unet.runtime import autocast, resolve_precision, set_threads
+from nuclei_unet.runtime import resolve_precision, set_threads
 from nuclei_unet.train.build import make_crop_data, make_model, make_optimizer
 from nuclei_unet.train.distributed import Dist
 from nuclei_unet.train.losses import loss_for
+from nuclei_unet.train.steps import train_step
 
 # operator name fragments -> family (first match wins)
 FAMILIES = [
@@ -101,11 +102,9 @@ def main() -> None:
             model, loss_fn = torch.compile(model), torch.compile(loss_fn)
 
         def step(batch) -> None:
-            optimizer.zero_grad(set_to_none=True)
-            with autocast(dtype):
-                logits = model(batch[0].contiguous(memory_format=torch.channels_last))
-            loss_fn(logits.float(), batch[1], batch[2] if len(batch) > 2 else None).backward()
-            optimizer.step()
+            x = batch[0].contiguous(memory_format=torch.channels_last)
+            weights = batch[2] if len(batch) > 2 else None
+            train_step(model, optimizer, (x, batch[1], weights), dtype, loss_fn)
 
         start = time.perf_counter()
         step(batches[0])

@@ -122,3 +122,19 @@ def test_auto_precision_by_machine(tmp_path, flags, device, expected):
     (tmp_path / "cpuinfo").write_text(f"model name : test\nflags : {flags}\n")
     assert resolve_precision("auto", device, tmp_path / "cpuinfo") == expected
     assert resolve_precision("fp32", device, tmp_path / "cpuinfo") == torch.float32
+
+
+def test_train_step_is_one_hand_computed_sgd_step():
+    # a 1x1 conv with zero weights: logits 0, so the BCE on all-ones targets is ln 2, and its
+    # gradient per weight is mean over 4 pixels of (sigmoid(0) - 1) * x = -0.5 * 2 = -1.0
+    from nuclei_unet.train.losses import bce_loss
+    from nuclei_unet.train.steps import train_step
+
+    model = torch.nn.Conv2d(3, 1, 1, bias=False)
+    torch.nn.init.zeros_(model.weight)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    x, y = torch.full((1, 3, 2, 2), 2.0), torch.ones(1, 1, 2, 2)
+    loss, logits = train_step(model, optimizer, (x, y, None), torch.float32, bce_loss)
+    assert float(loss) == pytest.approx(np.log(2.0))
+    assert torch.equal(logits, torch.zeros(1, 1, 2, 2))  # the forward before the step
+    assert torch.allclose(model.weight, torch.full((1, 3, 1, 1), 0.5))  # 0 - 0.5 * (-1.0)

@@ -54,6 +54,26 @@ def evaluate_batches(
     )
 
 
+def train_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None],
+    dtype: torch.dtype,
+    loss_fn: LossFn,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimizer step on ``(x (N, 3, H, W), y (N, C, H, W), w (N, 1, H, W) or None)``,
+    already on the model's device: forward under autocast to ``dtype``, the loss in float32,
+    backward, step. Returns the loss (a 0-d tensor, not synced) and the logits."""
+    xb, yb, wb = batch
+    optimizer.zero_grad(set_to_none=True)
+    with autocast(dtype, xb.device):
+        logits = model(xb)
+    loss = loss_fn(logits.float(), yb, wb)
+    loss.backward()
+    optimizer.step()
+    return loss, logits
+
+
 def train_epoch(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -76,12 +96,7 @@ def train_epoch(
         xb = batch[0].to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
         yb = batch[1].to(device, non_blocking=True)
         wb = batch[2].to(device, non_blocking=True) if len(batch) > 2 else None
-        optimizer.zero_grad(set_to_none=True)
-        with autocast(dtype, device):
-            logits = model(xb)
-        loss = loss_fn(logits.float(), yb, wb)
-        loss.backward()
-        optimizer.step()
+        loss, logits = train_step(model, optimizer, (xb, yb, wb), dtype, loss_fn)
         with torch.no_grad():
             loss_sum += loss.detach().double() * len(xb)
             pred = foreground_logit(logits.detach(), head) > 0
