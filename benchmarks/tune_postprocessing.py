@@ -23,36 +23,27 @@ from collections import Counter
 
 import numpy as np
 import torch
+from scoring import add_data_args, load_scoring  # beside this file
 from tqdm import tqdm
 
 from nuclei_unet.data.kinds import KINDS, STAINED, image_kind
-from nuclei_unet.infer.segment import label_nuclei, predict_full
-from nuclei_unet.io.dsb import list_samples
-from nuclei_unet.io.files import read_json
+from nuclei_unet.infer.segment import kept_min_size, label_nuclei, predict_full
 from nuclei_unet.io.images import read_image, read_labels
 from nuclei_unet.metrics.dsb import f1_score, image_scores
-from nuclei_unet.model.checkpoint import load_checkpoint
-from nuclei_unet.runtime import resolve_device, resolve_precision
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="models/model.pt")
-    parser.add_argument("--raw", default="data/raw")
-    parser.add_argument("--labels", default="data/prepared/labels")
-    parser.add_argument("--split", default="data/split.json")
-    parser.add_argument("--split-name", default="train", help="never val: val must stay honest")
+    add_data_args(parser)
     parser.add_argument("--every", type=int, default=10, help="score every n-th image of a kind")
     parser.add_argument("--every-stained", type=int, default=None,
                         help="every n-th stained image instead (the rare kind; default: --every)")
     parser.add_argument("--grid", default='{"seed_threshold": [0.5]}', help="predict params -> values")
     args = parser.parse_args()
-    checkpoint = load_checkpoint(args.model)
+    scoring = load_scoring(args)
+    checkpoint, device, dtype = scoring.checkpoint, scoring.device, scoring.dtype
     options = checkpoint.predict
-    device = resolve_device(options.device)
-    dtype = resolve_precision(options.precision, device)
-    ids = set(read_json(args.split)[args.split_name])
-    samples = [s for s in list_samples(args.raw) if s.id in ids]
+    samples = scoring.samples
     grid = json.loads(args.grid)
     combos = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
     every = {kind: args.every for kind in KINDS}
@@ -69,11 +60,13 @@ def main() -> None:
             continue
         truth = read_labels(f"{args.labels}/{sample.id}.png")
         with torch.inference_mode():
-            maps = predict_full(
+            maps, factor = predict_full(
                 model, image, options, checkpoint.input_size, device, dtype, checkpoint.scale
             )
         for k, combo in enumerate(combos):
-            s = image_scores(truth, label_nuclei(maps, options.model_copy(update=combo)))
+            combo_options = options.model_copy(update=combo)
+            min_size = kept_min_size(combo_options.min_size, checkpoint.scale.diameter, factor)
+            s = image_scores(truth, label_nuclei(maps, combo_options, min_size))
             dsb, counts = scores[k][kind]
             dsb.append(s["dsb_score"])
             counts += (s["tp_50"], s["fp_50"], s["fn_50"])

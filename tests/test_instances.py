@@ -110,10 +110,10 @@ def test_tiling_is_seamless(shape):
     rng = np.random.default_rng(1)
     image = (rng.random((*shape, 3)) * 255).astype(np.uint8)
     options = PredictParams(mode="tile", tile_size=64, tile_overlap=16, tile_scale=1.0, tta=False)
-    const = predict_full(Constant(), image, options, 32, torch.device("cpu"), torch.float32)[0]
+    const = predict_full(Constant(), image, options, 32, torch.device("cpu"), torch.float32)[0][0]
     assert const.shape == shape
     np.testing.assert_allclose(const, 1 / (1 + np.exp(-0.7)), atol=1e-6)
-    tiled = predict_full(Pointwise(), image, options, 32, torch.device("cpu"), torch.float32)[0]
+    tiled = predict_full(Pointwise(), image, options, 32, torch.device("cpu"), torch.float32)[0][0]
     direct = torch.sigmoid((torch.from_numpy(image).float() / 255).mean(2).sub(0.5).mul(8)).numpy()
     np.testing.assert_allclose(tiled, direct, atol=1e-5)
 
@@ -127,7 +127,7 @@ def test_tile_geometry():
 
 def test_resize_mode_gives_original_size():
     image = np.zeros((70, 90, 3), np.uint8)
-    probs = predict_full(Constant(), image, PredictParams(tta=False, mode="resize"), 32, torch.device("cpu"))
+    probs = predict_full(Constant(), image, PredictParams(tta=False, mode="resize"), 32, torch.device("cpu"))[0]
     assert probs.shape == (1, 70, 90)  # one map: the foreground
 
 

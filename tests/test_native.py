@@ -31,7 +31,8 @@ from nuclei_unet.errors import DataError, ParamsError
 from nuclei_unet.config.load import build
 from nuclei_unet.infer.instances import split_instances
 from nuclei_unet.infer.probs import output_maps, predict_maps
-from nuclei_unet.infer.segment import estimate_scale, predict_full
+import nuclei_unet.infer.segment
+from nuclei_unet.infer.segment import estimate_scale, predict_full, segment
 from nuclei_unet.model.checkpoint import Scale
 from nuclei_unet.model.unet import UNet, foreground_logit
 from nuclei_unet.train.losses import bce_dice_loss, loss_for, out_channels_for
@@ -46,7 +47,9 @@ from nuclei_unet.transforms.crops import (
 NO_AUGMENT = AugmentParams(flip=False, rot90=False, elastic_sigma=0.0)
 
 
-@pytest.mark.parametrize("module", [nuclei_unet.data.kinds, nuclei_unet.data.native, nuclei_unet.metrics.dsb])
+@pytest.mark.parametrize(
+    "module", [nuclei_unet.data.kinds, nuclei_unet.data.native, nuclei_unet.infer.segment, nuclei_unet.metrics.dsb]
+)
 def test_docstring_examples(module):
     result = doctest.testmod(module)
     assert result.attempted > 0 and result.failed == 0
@@ -235,11 +238,34 @@ def test_scale_estimate_finds_the_nucleus_size():
     options = PredictParams(mode="scaled", tta=False, tile_size=64, tile_overlap=16, instances="components")
     scale = estimate_scale(Threshold(), image, options, 20.0, torch.device("cpu"), torch.float32)
     assert scale == pytest.approx(0.5, abs=0.02)
-    maps = predict_full(Threshold(), image, options, 64, torch.device("cpu"), scale=Scale(True, 20.0))
+    maps, factor = predict_full(Threshold(), image, options, 64, torch.device("cpu"), scale=Scale(True, 20.0))
+    assert factor == scale
     assert maps.shape == (1, *shape)
     assert ((maps[0] > 0.5) == (labels > 0)).mean() > 0.98
     with pytest.raises(DataError, match="train.input: crops"):
         predict_full(Threshold(), image, options, 64, torch.device("cpu"))
+
+
+def test_small_nuclei_of_a_low_magnification_image_are_found_and_kept():
+    # 16 nuclei of 5 px (21 px area, under min_size 25): the first pass at 1x finds nothing,
+    # the next looks at 2x and settles on 4x; the final split keeps objects down to half a
+    # 5-px nucleus (9.8 px), where the plain min size 25 had dropped every one
+    shape = (96, 96)
+    labels = np.zeros(shape, np.int32)
+    centres = [(12 + 24 * i, 12 + 24 * j) for i in range(4) for j in range(4)]
+    for k, centre in enumerate(centres, start=1):
+        labels[disc(shape, centre, 2.6)] = k
+    assert 19 <= np.bincount(labels.ravel())[1:].max() < 25
+    image = np.where(labels[..., None] > 0, 220, 20).astype(np.uint8).repeat(3, axis=2)
+    options = PredictParams(mode="scaled", tta=False, tile_size=64, tile_overlap=16, instances="components")
+    cpu = torch.device("cpu")
+    expected = 20.0 / median_diameter(labels)  # 3.87
+    assert estimate_scale(Threshold(), image, options, 20.0, cpu, torch.float32) == pytest.approx(expected, rel=0.05)
+    mask, found = segment(Threshold(), image, options, 64, cpu, scale=Scale(True, 20.0))
+    assert found.max() == 16 and ((found > 0) == (labels > 0)).mean() > 0.98
+    # nothing to find at any scale: the image's own scale, not a zoom into an empty image
+    empty = np.full((64, 64, 3), 20, np.uint8)
+    assert estimate_scale(Threshold(), empty, options, 20.0, cpu, torch.float32) == 1.0
 
 
 def test_params_refuse_edge_without_crops():

@@ -245,7 +245,9 @@ class PredictParams(Section):
         3, ge=1, description="scaled mode: at most this many passes to settle the scale"
     )
     min_size: int = Field(
-        25, ge=0, description="objects smaller than this many pixels (full resolution) are dropped"
+        25, ge=0,
+        description="objects smaller than this many pixels (full resolution) are dropped; scaled"
+        " mode: at most half the area of a nucleus at the estimated scale",
     )
     min_distance: int = Field(
         5, ge=1, description="watershed: minimum distance between nucleus centres (pixels)"

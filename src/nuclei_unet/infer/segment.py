@@ -15,7 +15,7 @@ from torch import nn
 from tqdm import tqdm
 
 from nuclei_unet.config.schema import PredictParams
-from nuclei_unet.data.native import median_diameter, scale_for
+from nuclei_unet.data.native import MAX_SCALE, median_diameter, scale_for
 from nuclei_unet.errors import DataError
 from nuclei_unet.infer.instances import split_instances
 from nuclei_unet.infer.probs import predict_maps
@@ -29,14 +29,36 @@ from nuclei_unet.model.checkpoint import Scale
 from nuclei_unet.transforms.resize import resize_image
 
 
-def label_nuclei(maps: np.ndarray, options: PredictParams) -> np.ndarray:
-    """``(M, H, W)`` maps -> ``(H, W)`` instance labels by ``options.instances``: uint16, or
-    uint32 past 65,535 nuclei."""
+def kept_min_size(min_size: int, diameter: float | None, factor: float | None) -> float:
+    """The smallest object, in px at the image's own size, kept in an image that was
+    predicted at ``factor`` by a model trained on nuclei of ``diameter`` px: ``min_size``, but
+    at most half the area of such a nucleus at the image's size, ``pi / 8 (diameter /
+    factor)^2``, so that the small nuclei of a low-magnification image are not all dropped.
+    With the default 20-px diameter and min size 25, the cap bites only past factor 2.5
+    (nuclei under 8 px).
+
+    >>> kept_min_size(25, 20.0, 1.0), kept_min_size(25, None, None)
+    (25, 25)
+    >>> round(kept_min_size(25, 20.0, 4.0), 2)  # 5-px nuclei of 19.6 px area
+    9.82
+    """
+    if diameter is None or factor is None:
+        return min_size
+    return min(min_size, math.pi / 8.0 * (diameter / factor) ** 2)
+
+
+def label_nuclei(
+    maps: np.ndarray, options: PredictParams, min_size: float | None = None
+) -> np.ndarray:
+    """``(M, H, W)`` maps -> ``(H, W)`` instance labels by ``options.instances``, dropping
+    objects under ``min_size`` px (None: ``options.min_size``): uint16, or uint32 past 65,535
+    nuclei."""
     edge = maps[1] if len(maps) > 1 else None
     if options.instances == "edge" and edge is None:
         raise DataError("predict.instances 'edge' needs a model trained with train.edge: true")
     labels = split_instances(
-        maps[0] > options.threshold, options.instances, options.min_size, options.min_distance,
+        maps[0] > options.threshold, options.instances,
+        options.min_size if min_size is None else min_size, options.min_distance,
         edge=edge, fg=maps[0], seed_threshold=options.seed_threshold,
     )
     wide = labels.max(initial=0) > np.iinfo(np.uint16).max
@@ -50,33 +72,39 @@ def estimate_scale(
     """The factor that brings ``image``'s nuclei to ``diameter`` px, estimated from the
     model's own objects: predict (no TTA) at the current guess, measure the median nucleus,
     rescale; start at 1 and stop when a pass moves the guess by less than 20 % or after
-    ``options.scale_passes - 1`` passes."""
-    scale = 1.0
+    ``options.scale_passes - 1`` passes. A pass that finds no object (nuclei too small for
+    ``min_size`` at that scale, or none at all) zooms in 2x for the next; 1 when no pass
+    found any."""
+    scale, seen = 1.0, False
     for _ in range(options.scale_passes - 1):
         maps = tiled_maps(model, image, options, device, dtype, scale, tta=False)
         found = median_diameter(label_nuclei(maps, options))
         if found is None:
-            break
+            scale = min(2.0 * scale, MAX_SCALE)
+            continue
+        seen = True
         guess = scale_for(found / scale, diameter)
         settled = abs(math.log(guess / scale)) < math.log(1.2)
         scale = guess
         if settled:
             break
-    return scale
+    return scale if seen else 1.0
 
 
 def predict_full(
     model: nn.Module, image: np.ndarray, options: PredictParams, input_size: int,
     device: torch.device, dtype: torch.dtype = torch.float32, scale: Scale = Scale(),
-) -> np.ndarray:
-    """Probability maps ``(M, H, W) float32`` for ``(H, W, 3) uint8`` at its own size: the
-    foreground and, for an edge model, the edge class.
+) -> tuple[np.ndarray, float | None]:
+    """Probability maps ``(M, H, W) float32`` for ``(H, W, 3) uint8`` at its own size (the
+    foreground and, for an edge model, the edge class), and the factor the image was rescaled
+    by to bring its nuclei to the model's size (``scaled`` mode; None for the others).
 
     ``resize``: predict at the training size, resize back. ``tile``: overlap-tile at
     ``options.tile_scale``. ``scaled``: overlap-tile at the scale that brings the nuclei to the
     model's training size (:func:`estimate_scale`; the image's own scale for a model trained at
     native scale).
     """
+    factor = None
     if options.mode == "resize":
         small = resize_image(image, input_size)[None]
         maps = predict_maps(model, small, 1, device, dtype, False, options.tta)[0]
@@ -91,7 +119,7 @@ def predict_full(
         if scale.diameter is not None:
             factor = estimate_scale(model, image, options, scale.diameter, device, dtype)
         maps = tiled_maps(model, image, options, device, dtype, factor, options.tta)
-    return resize_maps(maps, image.shape[:2])
+    return resize_maps(maps, image.shape[:2]), factor
 
 
 def segment(
@@ -99,9 +127,10 @@ def segment(
     device: torch.device, dtype: torch.dtype = torch.float32, scale: Scale = Scale(),
 ) -> tuple[np.ndarray, np.ndarray]:
     """Mask ``(H, W) uint8`` 0/1 and instance labels ``(H, W)`` of one image: uint16, or
-    uint32 past 65,535 nuclei."""
-    maps = predict_full(model, image, options, input_size, device, dtype, scale)
-    return (maps[0] > options.threshold).astype(np.uint8), label_nuclei(maps, options)
+    uint32 past 65,535 nuclei. Objects under :func:`kept_min_size` px are dropped."""
+    maps, factor = predict_full(model, image, options, input_size, device, dtype, scale)
+    min_size = kept_min_size(options.min_size, scale.diameter, factor)
+    return (maps[0] > options.threshold).astype(np.uint8), label_nuclei(maps, options, min_size)
 
 
 def save_segmentation(
