@@ -159,8 +159,10 @@ def test_command_without_images(tmp_path, tiny_model):
 def test_flags_override_the_model_files_settings():
     stored = PredictParams(tta=True, threshold=0.5, mode="tile")
     args = _parser().parse_args(["predict", "x.png", "--model", "m", "--out", "o", "--no-tta",
-                                 "--threshold", "0.3", "--tile-size", "64"])
-    assert settings(args, stored) == stored.model_copy(update=dict(tta=False, threshold=0.3, tile_size=64))
+                                 "--threshold", "0.3", "--tile-size", "64", "--scales", "1", "1.25"])
+    assert settings(args, stored) == stored.model_copy(
+        update=dict(tta=False, threshold=0.3, tile_size=64, scales=(1.0, 1.25))
+    )
     plain = _parser().parse_args(["predict", "x.png", "--model", "m", "--out", "o"])
     assert settings(plain, stored) == stored
     # a file without settings: params.yaml's defaults, fitted to what the model was trained on
@@ -173,6 +175,7 @@ def test_flags_override_the_model_files_settings():
 @pytest.mark.parametrize("flags, message", [
     (["--tile-overlap", "15"], "--tile-overlap: must be even"),
     (["--threshold", "1.5"], r"--threshold: must be in \(0, 1\), got 1.5"),
+    (["--scales", "1", "0"], "--scales: must be one or more factors > 0"),
 ])
 def test_bad_flags_are_named(flags, message):
     args = _parser().parse_args(["predict", "x.png", "--model", "m", "--out", "o", *flags])

@@ -268,6 +268,22 @@ def test_small_nuclei_of_a_low_magnification_image_are_found_and_kept():
     assert estimate_scale(Threshold(), empty, options, 20.0, cpu, torch.float32) == 1.0
 
 
+def test_multi_scale_maps_are_the_mean_of_each_scales_maps():
+    # a blurry disc: its probability edge depends on the scale, so the two zooms differ and
+    # the multi-scale maps must be exactly their average (each brought to the image's size)
+    shape = (96, 96)
+    yy, xx = np.mgrid[0:96, 0:96]
+    image = np.clip(255 - 4 * np.hypot(yy - 48, xx - 48), 0, 255).astype(np.uint8)[..., None].repeat(3, axis=2)
+    cpu, scale = torch.device("cpu"), Scale(True, None)  # own-scale model: factor 1
+    options = PredictParams(mode="scaled", tta=False, tile_size=64, tile_overlap=16, instances="components")
+    one = {z: predict_full(Threshold(), image, options.model_copy(update={"scales": (z,)}), 64, cpu, scale=scale)[0]
+           for z in (1.0, 0.5)}
+    both, factor = predict_full(Threshold(), image, options.model_copy(update={"scales": (1.0, 0.5)}), 64, cpu, scale=scale)
+    assert factor == 1.0 and both.shape == (1, *shape)
+    assert not np.allclose(one[1.0], one[0.5])
+    np.testing.assert_allclose(both, (one[1.0] + one[0.5]) / 2, atol=1e-6)
+
+
 def test_params_refuse_edge_without_crops():
     with pytest.raises(ParamsError, match="train.edge: needs input: crops"):
         build(TrainParams, {"edge": True, "input": "resized"}, "train")

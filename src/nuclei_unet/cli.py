@@ -74,6 +74,9 @@ def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
             kwargs["action"] = argparse.BooleanOptionalAction
         elif typing.get_origin(field.annotation) is typing.Literal:
             kwargs["choices"] = typing.get_args(field.annotation)
+        elif typing.get_origin(field.annotation) is tuple:  # e.g. scales: --scales 1 1.25
+            item = typing.get_args(field.annotation)[0]
+            kwargs.update(type=item, nargs="+", metavar=item.__name__.upper())
         else:
             kwargs["type"] = field.annotation
             kwargs["metavar"] = field.annotation.__name__.upper()

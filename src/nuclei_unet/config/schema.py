@@ -244,6 +244,10 @@ class PredictParams(Section):
     scale_passes: int = Field(
         3, ge=1, description="scaled mode: at most this many passes to settle the scale"
     )
+    scales: Annotated[tuple[float, ...], BeforeValidator(_list_to_tuple)] = Field(
+        (1.0,), description="scaled mode: multiples of the estimated scale the image is "
+        "predicted at, their maps averaged (multi-scale TTA)"
+    )
     min_size: int = Field(
         25, ge=0,
         description="objects smaller than this many pixels (full resolution) are dropped; scaled"
@@ -255,6 +259,13 @@ class PredictParams(Section):
     full_res_splits: Annotated[
         tuple[Literal["train", "val", "test"], ...], BeforeValidator(_list_to_tuple)
     ] = Field(("val", "test"), description="splits the stage predicts at full resolution")
+
+    @field_validator("scales")
+    @classmethod
+    def _scales_positive(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if not value or min(value) <= 0:
+            raise ValueError("must be one or more factors > 0")
+        return value
 
     @field_validator("tile_overlap")
     @classmethod

@@ -118,7 +118,15 @@ def predict_full(
         factor = 1.0
         if scale.diameter is not None:
             factor = estimate_scale(model, image, options, scale.diameter, device, dtype)
-        maps = tiled_maps(model, image, options, device, dtype, factor, options.tta)
+        # multi-scale TTA: each zoom's maps brought to the image's size, then averaged
+        zoomed = [
+            resize_maps(
+                tiled_maps(model, image, options, device, dtype, factor * zoom, options.tta),
+                image.shape[:2],
+            )
+            for zoom in options.scales
+        ]
+        maps = zoomed[0] if len(zoomed) == 1 else np.mean(zoomed, axis=0, dtype=np.float32)
     return resize_maps(maps, image.shape[:2]), factor
 
 
