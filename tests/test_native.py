@@ -268,6 +268,20 @@ def test_small_nuclei_of_a_low_magnification_image_are_found_and_kept():
     assert estimate_scale(Threshold(), empty, options, 20.0, cpu, torch.float32) == 1.0
 
 
+@pytest.mark.parametrize("found, expected", [
+    ([None, 10.0], 4.0),  # nothing at 1x, 10-px nuclei at 2x (5 px at 1x): 20 / 5
+    ([10.0, None], 2.0),  # 10 px at 1x, then nothing at the guess 2x: the guess stays
+    ([None, None], 1.0),  # nothing anywhere: the image's own scale
+])
+def test_scale_passes_without_objects(monkeypatch, found, expected):
+    # the passes' median diameters stand in for a model's objects, to check the control flow
+    passes = iter(found)
+    monkeypatch.setattr(nuclei_unet.infer.segment, "median_diameter", lambda labels: next(passes))
+    image = np.zeros((32, 32, 3), np.uint8)
+    options = PredictParams(mode="scaled", tta=False, tile_size=32, tile_overlap=8, scale_passes=3, instances="components")
+    assert estimate_scale(Threshold(), image, options, 20.0, torch.device("cpu"), torch.float32) == expected
+
+
 def test_multi_scale_maps_are_the_mean_of_each_scales_maps():
     # a blurry disc: its probability edge depends on the scale, so the two zooms differ and
     # the multi-scale maps must be exactly their average (each brought to the image's size)

@@ -72,13 +72,16 @@ def estimate_scale(
     """The factor that brings ``image``'s nuclei to ``diameter`` px, estimated from the
     model's own objects: predict (no TTA) at the current guess, measure the median nucleus,
     rescale; start at 1 and stop when a pass moves the guess by less than 20 % or after
-    ``options.scale_passes - 1`` passes. A pass that finds no object (nuclei too small for
-    ``min_size`` at that scale, or none at all) zooms in 2x for the next; 1 when no pass
-    found any."""
+    ``options.scale_passes - 1`` passes. Until a pass has found an object (the nuclei may be
+    too small for ``min_size`` at that scale), a pass that finds none zooms in 2x for the
+    next; after one has, such a pass ends the search at the last guess. 1 when no pass found
+    any."""
     scale, seen = 1.0, False
     for _ in range(options.scale_passes - 1):
         maps = tiled_maps(model, image, options, device, dtype, scale, tta=False)
         found = median_diameter(label_nuclei(maps, options))
+        if found is None and seen:
+            break
         if found is None:
             scale = min(2.0 * scale, MAX_SCALE)
             continue
