@@ -234,14 +234,23 @@ def test_queued_sweep_runs_two_at_a_time(repo):
     dvc = str(BIN / "dvc")
     for name, lr in (("lr-a", "0.002"), ("lr-b", "0.004")):
         run([dvc, "exp", "run", "--queue", "-n", name, "-S", f"train.lr={lr}"], repo)
-    run([dvc, "queue", "start", "--jobs", "2"], repo)
-    deadline = time.time() + 480
-    while time.time() < deadline:
-        status = run([dvc, "queue", "status"], repo)
-        if not any(word in status for word in ("Queued", "Running")):
-            break
-        time.sleep(3)
-    assert "Failed" not in status, status
+    # the workers outlive `queue start` and inherit its stdout: with a pipe there, waiting for
+    # the command meant waiting for a worker (a CI run hung 600 s on one that stayed idle);
+    # a log file instead, and the workers stopped at the end whatever happens
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1"}
+    with open(repo.parent / "queue_start.log", "w") as log:
+        subprocess.run([dvc, "queue", "start", "--jobs", "2"], cwd=repo, env=env, stdout=log,
+                       stderr=subprocess.STDOUT, timeout=120, check=True)
+    try:
+        deadline = time.time() + 480
+        while time.time() < deadline:
+            status = run([dvc, "queue", "status"], repo)
+            if not any(word in status for word in ("Queued", "Running")):
+                break
+            time.sleep(3)
+    finally:
+        run([dvc, "queue", "stop"], repo)
+    assert "Failed" not in status and "Queued" not in status and "Running" not in status, status
     shown = json.dumps(json.loads(run([dvc, "exp", "show", "--json"], repo)))
     for name in ("lr-a", "lr-b"):
         assert f'"{name}"' in shown, name
