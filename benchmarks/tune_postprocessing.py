@@ -27,7 +27,7 @@ from scoring import add_data_args, load_scoring  # beside this file
 from tqdm import tqdm
 
 from nuclei_unet.data.kinds import KINDS, STAINED, image_kind
-from nuclei_unet.infer.segment import kept_min_size, label_nuclei, predict_full
+from nuclei_unet.infer.segment import label_nuclei, predict_full
 from nuclei_unet.io.images import read_image, read_labels
 from nuclei_unet.metrics.dsb import f1_score, image_scores
 
@@ -64,9 +64,10 @@ def main() -> None:
                 model, image, options, checkpoint.input_size, device, dtype, checkpoint.scale
             )
         for k, combo in enumerate(combos):
-            combo_options = options.model_copy(update=combo)
-            min_size = kept_min_size(combo_options.min_size, checkpoint.scale.diameter, factor)
-            s = image_scores(truth, label_nuclei(maps, combo_options, min_size))
+            labels = label_nuclei(
+                maps, options.model_copy(update=combo), checkpoint.scale.diameter, factor
+            )
+            s = image_scores(truth, labels)
             dsb, counts = scores[k][kind]
             dsb.append(s["dsb_score"])
             counts += (s["tp_50"], s["fp_50"], s["fn_50"])

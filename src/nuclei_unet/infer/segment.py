@@ -48,17 +48,18 @@ def kept_min_size(min_size: int, diameter: float | None, factor: float | None) -
 
 
 def label_nuclei(
-    maps: np.ndarray, options: PredictParams, min_size: float | None = None
+    maps: np.ndarray, options: PredictParams, diameter: float | None = None,
+    factor: float | None = None,
 ) -> np.ndarray:
     """``(M, H, W)`` maps -> ``(H, W)`` instance labels by ``options.instances``, dropping
-    objects under ``min_size`` px (None: ``options.min_size``): uint16, or uint32 past 65,535
-    nuclei."""
+    objects under :func:`kept_min_size` px (maps predicted at ``factor`` by a model of nucleus
+    ``diameter``; either None: ``options.min_size``): uint16, or uint32 past 65,535 nuclei."""
     edge = maps[1] if len(maps) > 1 else None
     if options.instances == "edge" and edge is None:
         raise DataError("predict.instances 'edge' needs a model trained with train.edge: true")
     labels = split_instances(
         maps[0] > options.threshold, options.instances,
-        options.min_size if min_size is None else min_size, options.min_distance,
+        kept_min_size(options.min_size, diameter, factor), options.min_distance,
         edge=edge, fg=maps[0], seed_threshold=options.seed_threshold,
     )
     wide = labels.max(initial=0) > np.iinfo(np.uint16).max
@@ -129,7 +130,8 @@ def predict_full(
             )
             for zoom in options.scales
         ]
-        maps = zoomed[0] if len(zoomed) == 1 else np.mean(zoomed, axis=0, dtype=np.float32)
+        # already at the image's size
+        return zoomed[0] if len(zoomed) == 1 else np.mean(zoomed, axis=0, dtype=np.float32), factor
     return resize_maps(maps, image.shape[:2]), factor
 
 
@@ -140,8 +142,8 @@ def segment(
     """Mask ``(H, W) uint8`` 0/1 and instance labels ``(H, W)`` of one image: uint16, or
     uint32 past 65,535 nuclei. Objects under :func:`kept_min_size` px are dropped."""
     maps, factor = predict_full(model, image, options, input_size, device, dtype, scale)
-    min_size = kept_min_size(options.min_size, scale.diameter, factor)
-    return (maps[0] > options.threshold).astype(np.uint8), label_nuclei(maps, options, min_size)
+    labels = label_nuclei(maps, options, scale.diameter, factor)
+    return (maps[0] > options.threshold).astype(np.uint8), labels
 
 
 def save_segmentation(
