@@ -1,6 +1,7 @@
 """Score post-processing choices on training images, so that val stays an honest estimate.
 
-Predicts each chosen image once (the model file's predict settings, TTA included), then splits
+Predicts each chosen image once (the model file's predict settings, TTA included, or the flags of
+``nuclei-unet predict`` given on top, e.g. ``--scale-start 1.0``), then splits
 the probabilities into nuclei with every combination of the grid and prints, per combination,
 best first, one JSON line: the DSB mAP and F1 at IoU 0.5 of each image kind (fluorescence,
 stained; ``data/kinds.py``) and of the whole split, where each kind counts as often as it

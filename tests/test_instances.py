@@ -1,6 +1,7 @@
 """Instances, the DSB metric, RLE, overlap-tile prediction and the nuclei-unet command."""
 
 import csv
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,7 +9,7 @@ import torch
 from conftest import disc
 from PIL import Image
 
-from nuclei_unet.cli import _parser, default_settings, main, settings
+from nuclei_unet.cli import _NOT_FLAGS, _flag, _parser, default_settings, main, settings
 from nuclei_unet.model.checkpoint import Checkpoint, Scale
 from nuclei_unet.model.unet import UNet
 from nuclei_unet.config.schema import PredictParams
@@ -192,3 +193,11 @@ def test_help_shows_every_setting_and_its_default(capsys):
                  "--min-size", "--min-distance"):
         assert flag in text, flag
     assert "average the 8 flips/rotations of each image (model file's value; else True)" in text
+
+
+def test_readme_lists_every_predict_flag():
+    # README's list of the command's flags is written by hand: it must not fall behind the schema
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    missing = [_flag(name) for name in PredictParams.model_fields
+               if name not in _NOT_FLAGS and f"`{_flag(name)}" not in readme]
+    assert not missing, f"README lacks {missing}"

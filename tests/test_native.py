@@ -247,8 +247,8 @@ def test_scale_estimate_finds_the_nucleus_size():
 
 
 def test_small_nuclei_of_a_low_magnification_image_are_found_and_kept():
-    # 16 nuclei of 5 px (21 px area, under min_size 25): the first pass at 1x finds nothing,
-    # the next looks at 2x and settles on 4x; the final split keeps objects down to half a
+    # 16 nuclei of 5 px (21 px area, under min_size 25): the coarse pass at 0.5x and the
+    # first at 1x find nothing, the next looks at 2x and settles on 4x; the final split keeps objects down to half a
     # 5-px nucleus (9.8 px), where the plain min size 25 had dropped every one
     shape = (96, 96)
     labels = np.zeros(shape, np.int32)
@@ -268,18 +268,31 @@ def test_small_nuclei_of_a_low_magnification_image_are_found_and_kept():
     assert estimate_scale(Threshold(), empty, options, 20.0, cpu, torch.float32) == 1.0
 
 
-@pytest.mark.parametrize("found, expected", [
-    ([None, 10.0], 4.0),  # nothing at 1x, 10-px nuclei at 2x (5 px at 1x): 20 / 5
-    ([10.0, None], 2.0),  # 10 px at 1x, then nothing at the guess 2x: the guess stays
-    ([None, None], 1.0),  # nothing anywhere: the image's own scale
+@pytest.mark.parametrize("start, found, expected", [
+    # each pass's (median diameter at its scale, object count); None: no object found
+    (1.0, [None, (10.0, 9)], 4.0),  # nothing at 1x, 10-px nuclei at 2x (5 px at 1x): 20 / 5
+    (1.0, [(10.0, 9), None], 2.0),  # 10 px at 1x, then nothing at the guess 2x: the guess stays
+    (1.0, [None, None], 1.0),  # nothing anywhere: the image's own scale
+    # a coarse pass at 0.5x that finds nuclei larger than the model's: the search goes on from
+    # its guess (30-px nuclei: 2/3), which the next pass confirms
+    (0.5, [(15.0, 9), (20.0, 9)], 20 / 30),
+    # the same objects, too few to trust (clumps): dropped, the search starts at 1
+    (0.5, [(15.0, 3), (10.0, 3), (20.0, 9)], 2.0),
+    # a coarse pass that finds small objects (10 px at 1x) is dropped: 10 px at 1x, 20 at 2x
+    (0.5, [(5.0, 9), (10.0, 9), (20.0, 9)], 2.0),
+    (0.5, [None, (10.0, 9), (20.0, 9)], 2.0),  # nothing at 0.5x: likewise
+    (0.5, [None, None, None], 1.0),  # nothing at 0.5x, 1x, 2x: the image's own scale
 ])
-def test_scale_passes_without_objects(monkeypatch, found, expected):
-    # the passes' median diameters stand in for a model's objects, to check the control flow
+def test_scale_passes_control_flow(monkeypatch, start, found, expected):
+    # the passes' objects stand in for a model's, to check the control flow
     passes = iter(found)
-    monkeypatch.setattr(nuclei_unet.infer.segment, "median_diameter", lambda labels: next(passes))
+    monkeypatch.setattr(nuclei_unet.infer.segment, "_found_nuclei",
+                        lambda *args: next(passes) or (None, 0))
+    options = PredictParams(mode="scaled", tta=False, scale_passes=3, scale_start=start)
     image = np.zeros((32, 32, 3), np.uint8)
-    options = PredictParams(mode="scaled", tta=False, tile_size=32, tile_overlap=8, scale_passes=3, instances="components")
-    assert estimate_scale(Threshold(), image, options, 20.0, torch.device("cpu"), torch.float32) == expected
+    got = estimate_scale(Threshold(), image, options, 20.0, torch.device("cpu"), torch.float32)
+    assert got == pytest.approx(expected)
+    assert next(passes, "all used") == "all used"
 
 
 def test_multi_scale_maps_are_the_mean_of_each_scales_maps():

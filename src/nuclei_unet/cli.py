@@ -62,7 +62,7 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
+def add_setting_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per predict setting, typed and documented from :class:`PredictParams`; each
     defaults to None, meaning "the model file's value"."""
     for name, field in PredictParams.model_fields.items():
@@ -99,7 +99,7 @@ def _parser() -> argparse.ArgumentParser:
         "--format", action="append", choices=list(FORMATS), dest="formats",
         help="a file to write per image, repeatable (default: all of them)",
     )
-    _add_setting_flags(p)
+    add_setting_flags(p)
     t = sub.add_parser(
         "plots-template", help="write the page template that lets dvc plots show work offline",
         description="Write the HTML template .dvc/config names for `dvc plots show`: DVC's page "

@@ -241,6 +241,11 @@ class PredictParams(Section):
         0.7, gt=0, lt=1, description="edge: body probability nucleus x (1 - edge) above which "
         "a pixel seeds a nucleus (higher: more seeds kept apart)"
     )
+    scale_start: float = Field(
+        0.5, gt=0, le=1, description="scaled mode: the scale of a first, coarse pass; when it "
+        "finds nuclei larger than the model's, the scale search goes on from its guess, else "
+        "from 1 (1: no coarse pass, the previous rule)"
+    )
     scale_passes: int = Field(
         3, ge=1, description="scaled mode: at most this many passes to settle the scale"
     )

@@ -66,6 +66,21 @@ def label_nuclei(
     return labels.astype(np.uint32 if wide else np.uint16)
 
 
+# the fewest objects a coarse pass must find to be trusted: a median of one or a few objects,
+# as a coarse pass sees in a small low-magnification image (clumps), is noise
+COARSE_MIN_NUCLEI = 8
+
+
+def _found_nuclei(
+    model: nn.Module, image: np.ndarray, options: PredictParams, scale: float,
+    device: torch.device, dtype: torch.dtype,
+) -> tuple[float | None, int]:
+    """The median diameter, in px at ``scale`` (None when there are none), and the number of
+    the objects one pass (no TTA) finds in ``image`` rescaled by ``scale``."""
+    labels = label_nuclei(tiled_maps(model, image, options, device, dtype, scale, tta=False), options)
+    return median_diameter(labels), int(labels.max(initial=0))
+
+
 def estimate_scale(
     model: nn.Module, image: np.ndarray, options: PredictParams, diameter: float,
     device: torch.device, dtype: torch.dtype,
@@ -76,11 +91,25 @@ def estimate_scale(
     ``options.scale_passes - 1`` passes. Until a pass has found an object (the nuclei may be
     too small for ``min_size`` at that scale), a pass that finds none zooms in 2x for the
     next; after one has, such a pass ends the search at the last guess. 1 when no pass found
-    any."""
-    scale, seen = 1.0, False
-    for _ in range(options.scale_passes - 1):
-        maps = tiled_maps(model, image, options, device, dtype, scale, tta=False)
-        found = median_diameter(label_nuclei(maps, options))
+    any.
+
+    A first, coarse pass at ``options.scale_start`` (below 1) comes before: the model splits
+    nuclei twice its training size or more into fragments, whose small median would send the
+    guess further up, while such nuclei shrunk by half are found whole. When the coarse pass
+    finds at least :data:`COARSE_MIN_NUCLEI` objects and they are larger than ``diameter``
+    (its guess is below 1), the search goes on from its guess and the coarse pass counts as
+    one; otherwise it is dropped (at low magnification it sees clumps, not nuclei) and the
+    search starts at 1.
+    """
+    scale, seen, passes = 1.0, False, options.scale_passes - 1
+    if options.scale_start < 1.0 and passes > 0:
+        found, count = _found_nuclei(model, image, options, options.scale_start, device, dtype)
+        if found is not None and count >= COARSE_MIN_NUCLEI:
+            guess = scale_for(found / options.scale_start, diameter)
+            if guess < 1.0:
+                scale, seen, passes = guess, True, passes - 1
+    for _ in range(passes):
+        found, _count = _found_nuclei(model, image, options, scale, device, dtype)
         if found is None and seen:
             break
         if found is None:
