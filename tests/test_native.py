@@ -246,10 +246,31 @@ def test_scale_estimate_finds_the_nucleus_size():
         predict_full(Threshold(), image, options, 64, torch.device("cpu"))
 
 
+def test_a_coarse_pass_that_finds_large_nuclei_sets_the_start(monkeypatch):
+    # nine 40-px nuclei: the coarse pass at 0.5x finds them at 20 px, so the search goes on
+    # at 0.5x, where they settle, instead of starting at 1x (4 nuclei: too few, it starts at 1x)
+    scales = []
+    tiled = nuclei_unet.infer.segment.tiled_maps
+    monkeypatch.setattr(nuclei_unet.infer.segment, "tiled_maps",
+                        lambda *args, **kw: scales.append(args[5]) or tiled(*args, **kw))
+    options = PredictParams(mode="scaled", tta=False, tile_size=64, tile_overlap=16, instances="components")
+    for n, passes in ((3, [0.5, 0.5]), (2, [0.5, 1.0, 0.5])):
+        shape = (128 * n, 128 * n)
+        labels = np.zeros(shape, np.int32)
+        for k in range(n * n):
+            labels[disc(shape, (64 + 128 * (k // n), 64 + 128 * (k % n)), 20)] = k + 1
+        image = np.where(labels[..., None] > 0, 220, 20).astype(np.uint8).repeat(3, axis=2)
+        scales.clear()
+        got = estimate_scale(Threshold(), image, options, 20.0, torch.device("cpu"), torch.float32)
+        assert got == pytest.approx(0.5, abs=0.02)
+        assert scales[:1] + [round(s, 1) for s in scales[1:]] == passes
+
+
 def test_small_nuclei_of_a_low_magnification_image_are_found_and_kept():
     # 16 nuclei of 5 px (21 px area, under min_size 25): the coarse pass at 0.5x and the
-    # first at 1x find nothing, the next looks at 2x and settles on 4x; the final split keeps objects down to half a
-    # 5-px nucleus (9.8 px), where the plain min size 25 had dropped every one
+    # first at 1x find nothing, the next looks at 2x and settles on 4x; the final split keeps
+    # objects down to half a 5-px nucleus (9.8 px), where the plain min size 25 had dropped
+    # every one
     shape = (96, 96)
     labels = np.zeros(shape, np.int32)
     centres = [(12 + 24 * i, 12 + 24 * j) for i in range(4) for j in range(4)]
@@ -276,6 +297,7 @@ def test_small_nuclei_of_a_low_magnification_image_are_found_and_kept():
     # a coarse pass at 0.5x that finds nuclei larger than the model's: the search goes on from
     # its guess (30-px nuclei: 2/3), which the next pass confirms
     (0.5, [(15.0, 9), (20.0, 9)], 20 / 30),
+    (0.5, [(15.0, 9), None], 20 / 30),  # nothing at that guess: the coarse guess stays
     # the same objects, too few to trust (clumps): dropped, the search starts at 1
     (0.5, [(15.0, 3), (10.0, 3), (20.0, 9)], 2.0),
     # a coarse pass that finds small objects (10 px at 1x) is dropped: 10 px at 1x, 20 at 2x
