@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
-from nuclei_unet.cli import add_setting_flags, default_settings, settings
+from nuclei_unet.cli import add_setting_flags, checkpoint_settings
 from nuclei_unet.io.dsb import Sample, list_samples
 from nuclei_unet.io.files import read_json
 from nuclei_unet.model.checkpoint import Checkpoint, load_checkpoint
@@ -42,8 +42,7 @@ def load_scoring(args: argparse.Namespace) -> Scoring:
     """Load ``args.model`` (its predict settings, or the defaults, with the flags on top) and
     the samples of ``args.split_name``."""
     checkpoint = load_checkpoint(args.model)
-    stored = checkpoint.predict or default_settings(checkpoint)
-    checkpoint = dataclasses.replace(checkpoint, predict=settings(args, stored))
+    checkpoint = dataclasses.replace(checkpoint, predict=checkpoint_settings(args, checkpoint))
     device = resolve_device(checkpoint.predict.device)
     ids = set(read_json(args.split)[args.split_name])
     return Scoring(

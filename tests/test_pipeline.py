@@ -38,9 +38,14 @@ def _merge(base: dict, extra: dict) -> dict:
     return base
 
 
+def dvc_env(**extra: str) -> dict[str, str]:
+    """The environment the project's commands run in: this venv's bin first, no analytics."""
+    return {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+            "DVC_NO_ANALYTICS": "1", **extra}
+
+
 def run(cmd: list[str], cwd: Path) -> str:
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1"}
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(cmd, cwd=cwd, env=dvc_env(), capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout}\n{proc.stderr}"
     return proc.stdout
 
@@ -181,10 +186,8 @@ def test_seed_recipe_and_nested_overrides(repo):
 
 def _exp_show(repo: Path, *flags: str) -> str:
     """``dvc exp show`` as a 160-column terminal prints it."""
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "COLUMNS": "160",
-           "DVC_NO_ANALYTICS": "1"}
     proc = subprocess.run([str(BIN / "dvc"), "exp", "show", "--no-pager", *flags], cwd=repo,
-                          env=env, capture_output=True, text=True, timeout=300)
+                          env=dvc_env(COLUMNS="160"), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
 
@@ -237,9 +240,8 @@ def test_queued_sweep_runs_two_at_a_time(repo):
     # the workers outlive `queue start` and inherit its stdout: with a pipe there, waiting for
     # the command meant waiting for a worker (a CI run hung 600 s on one that stayed idle);
     # a log file instead, and the workers stopped at the end whatever happens
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1"}
     with open(repo.parent / "queue_start.log", "w") as log:
-        subprocess.run([dvc, "queue", "start", "--jobs", "2"], cwd=repo, env=env, stdout=log,
+        subprocess.run([dvc, "queue", "start", "--jobs", "2"], cwd=repo, env=dvc_env(), stdout=log,
                        stderr=subprocess.STDOUT, timeout=120, check=True)
     try:
         deadline = time.time() + 480

@@ -140,12 +140,18 @@ def settings(args: argparse.Namespace, stored: PredictParams) -> PredictParams:
         raise ParamsError(f"{_flag(key.split('.', 1)[1])}: {message}") from None
 
 
+def checkpoint_settings(args: argparse.Namespace, checkpoint: Checkpoint) -> PredictParams:
+    """:func:`settings` over the model file's own, or over :func:`default_settings` for a file
+    without any."""
+    return settings(args, checkpoint.predict or default_settings(checkpoint))
+
+
 def predict_command(args: argparse.Namespace) -> int:
     """Run ``predict``; returns the exit status (0, or 2 when some files failed)."""
     checkpoint = load_checkpoint(args.model)
     if checkpoint.predict is None:
         log.info("%s has no predict settings: using the defaults", args.model)
-    options = settings(args, checkpoint.predict or default_settings(checkpoint))
+    options = checkpoint_settings(args, checkpoint)
     device = resolve_device(options.device)
     dtype = resolve_precision(options.precision, device)
     model = checkpoint.model.to(device)
