@@ -16,9 +16,10 @@ core = pytest.importorskip("bioimageio.core", reason="the bioimageio extra is no
 
 
 # a model of the resized input, and one of native crops with the edge class (two channels)
+# trained on percentile-stretched images
 MODELS = {
-    "resized": (1, {"input_size": 32}),
-    "edge": (2, {"input_size": 32, "input": "crops", "diameter": 20.0}),
+    "resized": (1, {"input_size": 32}, "none"),
+    "edge": (2, {"input_size": 32, "input": "crops", "diameter": 20.0}, "percentile"),
 }
 
 
@@ -26,9 +27,9 @@ MODELS = {
 def package(tmp_path_factory, request):
     root = tmp_path_factory.mktemp("bmz")
     torch.manual_seed(0)
-    channels, extra = MODELS[request.param]
+    channels, extra, normalize = MODELS[request.param]
     save_model(UNet((4, 8), (0.0, 0.0), norm="batch", out_channels=channels), root / "model.pt",
-               {**extra, "epoch": 3, "val_loss": 0.5})
+               {**extra, "epoch": 3, "val_loss": 0.5}, normalize)
     assert main(["export", str(root / "model.pt"), "--out", str(root / "m.bioimageio.zip")]) == 0
     return root / "m.bioimageio.zip"
 
@@ -51,14 +52,23 @@ def test_the_package_says_what_it_needs(package):
     assert set(rdf["weights"]) == {"pytorch_state_dict", "torchscript"}
     assert rdf["weights"]["pytorch_state_dict"]["architecture"]["import_from"] == "nuclei_unet.model.unet"
     (raw,) = rdf["inputs"]
-    assert [p["id"] for p in raw["preprocessing"]] == ["ensure_dtype", "scale_linear", "ensure_dtype"]
-    assert raw["preprocessing"][1]["kwargs"]["gain"] == pytest.approx(1 / 255)
+    steps = [p["id"] for p in raw["preprocessing"]]
+    channels = rdf["outputs"][0]["axes"][1]["channel_names"]
+    readme = z_read(package, "README.md")
+    if channels == ["nucleus"]:  # the model of plain pixel values
+        assert steps == ["ensure_dtype", "scale_linear", "ensure_dtype"]
+        assert raw["preprocessing"][1]["kwargs"]["gain"] == pytest.approx(1 / 255)
+        assert "Preprocessing: divide by 255." in readme
+    else:  # the percentile-stretched one
+        assert steps == ["ensure_dtype", "scale_range", "clip", "ensure_dtype"]
+        kwargs = raw["preprocessing"][1]["kwargs"]
+        assert (kwargs["min_percentile"], kwargs["max_percentile"]) == (1.0, 99.99)
+        assert kwargs["axes"] == ["channel", "y", "x"]
+        assert "percentiles 1 and 99.99 (over all channels together)" in readme
     assert [p["id"] for p in rdf["outputs"][0]["postprocessing"]][0] == "sigmoid"
     assert rdf["license"] == "MIT" and len(rdf["cite"]) == 2 and rdf["covers"]
     assert {"cover.png", "README.md", "test_input.npy", "test_output.npy"} <= files
-    channels = rdf["outputs"][0]["axes"][1]["channel_names"]
     assert channels in (["nucleus"], ["nucleus", "edge"])
-    readme = z_read(package, "README.md")
     if channels == ["nucleus", "edge"]:
         assert "channel `edge`" in readme and "median nucleus is 20 px" in readme
     else:

@@ -124,11 +124,13 @@ class SplitParams(Section):
 
 
 class ModelParams(Section):
-    """U-Net widths and dropouts, one entry per level (top to bottleneck)."""
+    """U-Net widths and dropouts, one entry per level (top to bottleneck), and how each image
+    is brought to the network's input range (:mod:`nuclei_unet.model.preprocess`)."""
 
     widths: IntTuple = (16, 32, 64, 128, 256)
     dropouts: FloatTuple = (0.1, 0.1, 0.2, 0.2, 0.3)
     norm: Literal["none", "batch"] = "batch"
+    normalize: Literal["none", "percentile"] = "none"
 
     @field_validator("widths")
     @classmethod

@@ -3,7 +3,8 @@ ilastik and the bioimageio tools load.
 
 The package holds TorchScript weights and the PyTorch state dict (built by
 ``nuclei_unet.model.unet.UNet``), the input and output axes, the preprocessing the pipeline
-applies (uint8 RGB divided by 255) and a sigmoid on the logits, a test input with its
+applies (uint8 RGB divided by 255, after the model's percentile stretch when it was trained
+with one) and a sigmoid on the logits, a test input with its
 expected output, a cover image, and authors, licence and citations.
 """
 
@@ -24,7 +25,7 @@ from nuclei_unet.config.schema import SyntheticParams
 from nuclei_unet.data.synthetic import generate_image
 from nuclei_unet.errors import NucleiError
 from nuclei_unet.model.checkpoint import architecture, load_network
-from nuclei_unet.model.preprocess import PREPROCESSING, to_input
+from nuclei_unet.model.preprocess import DIVIDE_BY, PERCENTILES, to_input
 from nuclei_unet.model.unet import UNet
 from nuclei_unet.transforms.resize import resize_image
 
@@ -47,7 +48,7 @@ A U-Net (Ronneberger et al. 2015) that segments cell nuclei, trained by the nucl
 pipeline on 2018 Data Science Bowl images (BBBC038) or on its synthetic stand-in.
 
 - Input `raw`: an RGB image, uint8, axes batch, channel (R, G, B), y, x; y and x a multiple
-  of {divisor}. Gray images: repeat the channel three times. Preprocessing: divide by 255.
+  of {divisor}. Gray images: repeat the channel three times. Preprocessing: {preprocessing}.
 - Output `probability`: {channels} per pixel (a sigmoid on the logits), float32, same y and
   x. Threshold the nucleus channel ({threshold}) for a mask; {instances}
 - {scale}
@@ -65,6 +66,49 @@ def _test_image(size: int) -> np.ndarray:
     """A synthetic fluorescence-like test image, ``(size, size, 3) uint8`` (seeded, fixed)."""
     sample = generate_image(0, 0, SyntheticParams(count=1, min_nuclei=12, max_nuclei=12))
     return resize_image(np.ascontiguousarray(sample.image[..., :3]), size)
+
+
+# bioimage.io's scale_range: (x - low) / (high - low + eps)
+EPS = 1e-6
+
+
+def _normalize_rule(payload: dict) -> str:
+    return payload.get("preprocessing", {}).get("normalize", "none")
+
+
+def _network_input(image: np.ndarray, rule: str) -> torch.Tensor:
+    """``(H, W, 3) uint8`` -> ``(1, 3, H, W) float32`` as the package's preprocessing gives it:
+    divided by 255, or (``percentile``) its percentiles over all channels scaled to 0 and 1 and
+    clipped (the float form of :func:`..model.preprocess.stretch`, which rounds to uint8)."""
+    if rule != "percentile":
+        return to_input(image[None]).contiguous()
+    x = image.astype(np.float32)
+    low, high = np.percentile(x, PERCENTILES)
+    x = np.clip((x - np.float32(low)) / np.float32(high - low + EPS), 0.0, 1.0)
+    return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)[None]))
+
+
+def _preprocessing(rule: str) -> tuple[list, str]:
+    """The input's bioimage.io preprocessing steps for the normalisation ``rule``, and the
+    documentation's words for them."""
+    # ends in ensure_dtype: else the spec casts the result back to the input's uint8
+    to_float = bmz.EnsureDtypeDescr(kwargs=bmz.EnsureDtypeKwargs(dtype="float32"))
+    if rule != "percentile":
+        scale = bmz.ScaleLinearDescr(kwargs=bmz.ScaleLinearKwargs(gain=1.0 / DIVIDE_BY))
+        return [to_float, scale, to_float], "divide by 255"
+    low, high = PERCENTILES
+    axes = [bmz.AxisId(a) for a in ("channel", "y", "x")]
+    steps = [
+        to_float,
+        bmz.ScaleRangeDescr(kwargs=bmz.ScaleRangeKwargs(
+            axes=axes, min_percentile=low, max_percentile=high, eps=EPS,
+        )),
+        bmz.ClipDescr(kwargs=bmz.ClipKwargs(min=0.0, max=1.0)),
+        to_float,
+    ]
+    words = (f"each image's percentiles {low:g} and {high:g} (over all channels together) "
+             "scaled to 0 and 1, then clipped to [0, 1]")
+    return steps, words
 
 
 def _how_to_use(net: UNet, payload: dict) -> dict[str, str]:
@@ -107,7 +151,7 @@ def _write_files(folder: Path, net: UNet, image: np.ndarray, payload: dict) -> d
         "cover.png", "README.md",
     )}
     torch.save(net.state_dict(), files["weights.pt"])
-    x = to_input(image[None]).contiguous()
+    x = _network_input(image, _normalize_rule(payload))
     with torch.inference_mode(), warnings.catch_warnings():
         # the forward's size check is traced as a constant: harmless, sizes are checked by
         # the package's axes (multiples of the divisor)
@@ -123,7 +167,8 @@ def _write_files(folder: Path, net: UNet, image: np.ndarray, payload: dict) -> d
     Image.fromarray(np.concatenate([image, gray], axis=1)).save(files["cover.png"])
     predict = payload.get("predict") or {}
     files["README.md"].write_text(DOCUMENTATION.format(
-        divisor=net.divisor, threshold=f"nuclei-unet used {predict.get('threshold', 0.5)}",
+        divisor=net.divisor, preprocessing=_preprocessing(_normalize_rule(payload))[1],
+        threshold=f"nuclei-unet used {predict.get('threshold', 0.5)}",
         **_how_to_use(net, payload), epoch=payload.get("epoch", "not recorded"),
         val_loss=f"{payload['val_loss']:.4f}" if "val_loss" in payload else "not recorded",
     ))
@@ -131,7 +176,7 @@ def _write_files(folder: Path, net: UNet, image: np.ndarray, payload: dict) -> d
 
 
 def _tensors(
-    divisor: int, files: dict[str, Path], channels: tuple[str, ...]
+    divisor: int, files: dict[str, Path], channels: tuple[str, ...], rule: str
 ) -> tuple[bmz.InputTensorDescr, bmz.OutputTensorDescr]:
     size = bmz.ParameterizedSize(min=divisor, step=divisor)
     raw = bmz.InputTensorDescr(
@@ -141,12 +186,7 @@ def _tensors(
               bmz.SpaceInputAxis(id=bmz.AxisId("x"), size=size)],
         test_tensor=bmz.FileDescr(source=files["test_input.npy"]),
         data=bmz.IntervalOrRatioDataDescr(type="uint8"),
-        # ends in ensure_dtype: else the spec casts the result back to the input's uint8
-        preprocessing=[
-            bmz.EnsureDtypeDescr(kwargs=bmz.EnsureDtypeKwargs(dtype="float32")),
-            bmz.ScaleLinearDescr(kwargs=bmz.ScaleLinearKwargs(gain=1.0 / PREPROCESSING["divide_by"])),
-            bmz.EnsureDtypeDescr(kwargs=bmz.EnsureDtypeKwargs(dtype="float32")),
-        ],
+        preprocessing=_preprocessing(rule)[0],
     )
     same = {a: bmz.SizeReference(tensor_id=bmz.TensorId("raw"), axis_id=bmz.AxisId(a)) for a in "yx"}
     probability = bmz.OutputTensorDescr(
@@ -174,7 +214,7 @@ def describe(model_path: str | Path, folder: Path, image: np.ndarray | None = No
     image = _test_image(int(payload.get("input_size", 128))) if image is None else image
     files = _write_files(folder, net, image, payload)
     channels = ("nucleus", "edge") if net.out_channels == 2 else ("nucleus",)
-    raw, probability = _tensors(net.divisor, files, channels)
+    raw, probability = _tensors(net.divisor, files, channels, _normalize_rule(payload))
     version = torch.__version__.split("+")[0]
     state_dict = bmz.PytorchStateDictWeightsDescr(
         source=files["weights.pt"], pytorch_version=bmz.Version(version),

@@ -26,6 +26,7 @@ from nuclei_unet.io.images import read_image, write_png
 from nuclei_unet.io.layout import SUBMISSION_FILE
 from nuclei_unet.io.rle import submission_rows, write_submission
 from nuclei_unet.model.checkpoint import Scale
+from nuclei_unet.model.preprocess import normalize_image
 from nuclei_unet.transforms.resize import resize_image
 
 
@@ -139,9 +140,13 @@ def predict_full(
     """
     factor = None
     if options.mode == "resize":
-        small = resize_image(image, input_size)[None]
+        # normalised at the training size, as the training images were
+        small = normalize_image(resize_image(image, input_size), scale.normalize)[None]
         maps = predict_maps(model, small, 1, device, dtype, False, options.tta)[0]
-    elif options.mode == "tile":
+        return resize_maps(maps, image.shape[:2]), factor
+    # the whole image at once: every tile and every scale pass sees the same stretch
+    image = normalize_image(image, scale.normalize)
+    if options.mode == "tile":
         maps = tiled_maps(model, image, options, device, dtype, options.tile_scale, options.tta)
     else:
         if not scale.native:

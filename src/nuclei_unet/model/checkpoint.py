@@ -17,20 +17,23 @@ from nuclei_unet.config.load import build
 from nuclei_unet.config.schema import PredictParams
 from nuclei_unet.errors import DataError
 from nuclei_unet.io.files import atomic_path
-from nuclei_unet.model.preprocess import PREPROCESSING
+from nuclei_unet.model.preprocess import NORMALIZE_RULES, preprocessing
 from nuclei_unet.model.unet import UNet, fuse_batch_norm
 
 
-def save_model(model: UNet, path: str | Path, extra: dict | None = None) -> None:
-    """Write the architecture, ``state_dict``, :data:`PREPROCESSING` and ``extra`` (e.g.
-    ``input_size``, ``epoch``) atomically with torch.save."""
+def save_model(
+    model: UNet, path: str | Path, extra: dict | None = None, normalize: str = "none"
+) -> None:
+    """Write the architecture, ``state_dict``, the input convention (:func:`preprocessing`
+    with the ``normalize`` rule) and ``extra`` (e.g. ``input_size``, ``epoch``) atomically
+    with torch.save."""
     payload = {
         "widths": list(model.widths),
         "dropouts": list(model.dropouts),
         "norm": model.norm,
         "out_channels": model.out_channels,
         "head": model.head,
-        "preprocessing": dict(PREPROCESSING),
+        "preprocessing": preprocessing(normalize),
         "state_dict": {k: v.detach().clone() for k, v in model.state_dict().items()},
     }
     payload.update(extra or {})
@@ -65,11 +68,14 @@ def add_predict_settings(src: str | Path, dest: str | Path, params: PredictParam
 
 @dataclasses.dataclass(frozen=True)
 class Scale:
-    """How a model wants images scaled: ``native`` when it was trained on the native set (then
-    ``diameter``, the nucleus size in px it was trained at; None: the images' own scale)."""
+    """How a model wants images scaled, in space and in intensity: ``native`` when it was
+    trained on the native set (then ``diameter``, the nucleus size in px it was trained at;
+    None: the images' own scale), and ``normalize``, the rule that brings each image to its
+    input range (:func:`..preprocess.normalize_image`)."""
 
     native: bool = False
     diameter: float | None = None
+    normalize: str = "none"
 
 
 @dataclasses.dataclass
@@ -105,11 +111,15 @@ def load_network(path: str | Path) -> tuple[UNet, dict[str, Any]]:
 def load_checkpoint(path: str | Path) -> Checkpoint:
     """Rebuild the U-Net saved by :func:`save_model` (and :func:`add_predict_settings`)."""
     model, payload = load_network(path)
+    # files from before model.normalize took the pixel values as they are
+    normalize = payload.get("preprocessing", {}).get("normalize", "none")
+    if normalize not in NORMALIZE_RULES:
+        raise DataError(f"{path}: unknown input normalisation {normalize!r} (a newer nuclei-unet?)")
     stored = payload.get("predict")
     predict = build(PredictParams, stored, f"{path}: predict") if stored is not None else None
     return Checkpoint(
         fuse_batch_norm(model), int(payload.get("input_size", 128)), payload.get("epoch"), predict,
-        Scale(payload.get("input") == "crops", payload.get("diameter")),
+        Scale(payload.get("input") == "crops", payload.get("diameter"), normalize),
     )
 
 

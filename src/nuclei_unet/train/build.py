@@ -5,6 +5,8 @@ Shared by the training loop and the throughput benchmark.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import torch
 from torch import nn
@@ -12,7 +14,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from nuclei_unet.config.schema import ModelParams, TrainParams
 from nuclei_unet.data.native import NativeSample
-from nuclei_unet.model.preprocess import to_input
+from nuclei_unet.model.preprocess import normalize_image, normalize_images, to_input
 from nuclei_unet.model.unet import UNet
 from nuclei_unet.train.distributed import Dist
 from nuclei_unet.train.losses import out_channels_for
@@ -27,6 +29,19 @@ def to_tensors(images: np.ndarray, masks: np.ndarray) -> tuple[torch.Tensor, tor
     """``(N, H, W, 3) uint8`` and ``(N, H, W)`` 0/1 -> ``(N, 3, H, W)`` float32 in [0, 1]
     (channels_last memory) and ``(N, 1, H, W)`` float32."""
     return to_input(images), torch.from_numpy(masks.astype(np.float32))[:, None]
+
+
+def normalize_data(
+    data: tuple[np.ndarray, ...] | list[NativeSample], rule: str
+) -> tuple[np.ndarray, ...] | list[NativeSample]:
+    """A training set with each image brought to the network's range by ``rule``
+    (:mod:`nuclei_unet.model.preprocess`): native samples, or ``(images (N, H, W, 3) uint8,
+    masks, ...)`` whose other arrays are kept. ``none`` returns ``data`` itself."""
+    if rule == "none":
+        return data
+    if isinstance(data, list):
+        return [dataclasses.replace(s, image=normalize_image(s.image, rule)) for s in data]
+    return (normalize_images(data[0], rule), *data[1:])
 
 
 def make_model(model_params: ModelParams, loss: str, edge: bool = False) -> UNet:

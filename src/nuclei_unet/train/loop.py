@@ -35,6 +35,7 @@ from nuclei_unet.train.build import (
     make_model,
     make_optimizer,
     make_scheduler,
+    normalize_data,
     to_tensors,
 )
 from nuclei_unet.train.distributed import Dist, init_from_env, local_device
@@ -119,9 +120,11 @@ TrainData = tuple[np.ndarray, ...] | list[NativeSample]
 
 def _data(
     train_data: TrainData, val_data: TrainData, params: TrainParams, seed: int, group: Dist,
-    pin_memory: bool,
+    pin_memory: bool, normalize: str = "none",
 ) -> tuple[DataLoader, tuple, str]:
-    """The batches, the validation tensors and a fingerprint of the data, for either input."""
+    """The batches, the validation tensors and a fingerprint of the data, for either input,
+    each image brought to the network's range by the ``normalize`` rule."""
+    train_data, val_data = normalize_data(train_data, normalize), normalize_data(val_data, normalize)
     if params.input == "crops":
         loader, val = make_crop_data(train_data, val_data, params, seed, group, pin_memory)
         arrays = [a for s in [*train_data, *val_data] for a in (s.image, s.target)]
@@ -143,7 +146,7 @@ def _start(
     dtype = resolve_precision(params.precision, device)
     group = init_from_env(device)
     loader, val, fingerprint = _data(
-        train_data, val_data, params, seed, group, device.type == "cuda"
+        train_data, val_data, params, seed, group, device.type == "cuda", model_params.normalize
     )
     net = make_model(model_params, params.loss, params.edge).to(
         device, memory_format=torch.channels_last
@@ -303,7 +306,9 @@ def train(
     )
     if run.group.is_main:
         run.net.load_state_dict(state.best_state)
-        save_model(run.net, model_path, _model_extra(train_data, params, state))
+        save_model(
+            run.net, model_path, _model_extra(train_data, params, state), model_params.normalize
+        )
         if live is not None:
             # only the headline figures (the per-epoch values are the plots) and dvclive's step
             for key in [k for k in live.summary if k != "step"]:

@@ -19,6 +19,7 @@ from torch.utils.data import Dataset
 
 from nuclei_unet.config.schema import AugmentParams
 from nuclei_unet.data.native import CONTACT, EDGE, GAP, NativeSample
+from nuclei_unet.model.preprocess import DIVIDE_BY
 from nuclei_unet.transforms.augment import augment
 
 
@@ -62,7 +63,7 @@ def crop_tensors(
     region = padded_region(sample.target, top, left, side)
     target = torch.from_numpy(target_channels(region, edge))
     weight = None if contact_weight == 1.0 else torch.from_numpy(contact_weights(region, contact_weight))
-    image = image.permute(2, 0, 1).float().div_(255.0)
+    image = image.permute(2, 0, 1).float().div_(DIVIDE_BY)
     if side != size:
         image = F.interpolate(image[None], size=(size, size), mode="bilinear", antialias=True,
                               align_corners=False)[0].clamp_(0.0, 1.0)
