@@ -18,7 +18,6 @@ from nuclei_unet.io.layout import FULL_DIR, PREDICTIONS_FILE
 from nuclei_unet.io.predictions import save_predictions
 from nuclei_unet.io.prepared import load_prepared
 from nuclei_unet.model.checkpoint import add_predict_settings, load_checkpoint
-from nuclei_unet.model.preprocess import normalize_images
 from nuclei_unet.runtime import resolve_device, resolve_precision
 from nuclei_unet.stage import run_stage, stage_parser
 
@@ -48,10 +47,9 @@ def main(args) -> None:
             probs = np.stack([small[k] for k in ids]) if ids else np.zeros((0, *size), np.float32)
             masks = (probs >= HALF).astype(np.uint8)
         else:
-            images = normalize_images(data.images[data.index(ids)], checkpoint.scale.normalize)
             probs = predict_probs(
-                checkpoint.model, images, params.batch_size, device=device, dtype=dtype,
-                tta=params.tta,
+                checkpoint.model, data.images[data.index(ids)], params.batch_size, device=device,
+                dtype=dtype, tta=params.tta, normalize=checkpoint.scale.normalize,
             )
             masks = threshold(probs, params.threshold)
         save_predictions(out / PREDICTIONS_FILE, ids, probs, masks)

@@ -9,6 +9,7 @@ from conftest import disc, squares
 from nuclei_unet.config.schema import ModelParams, PredictParams, TrainParams
 from nuclei_unet.data.native import NativeSample
 from nuclei_unet.errors import DataError
+from nuclei_unet.infer.probs import predict_probs
 from nuclei_unet.infer.segment import predict_full
 from nuclei_unet.model.checkpoint import Scale, load_checkpoint, save_model
 from nuclei_unet.model.preprocess import (
@@ -137,3 +138,17 @@ def test_prediction_applies_the_models_rule(mode):
     same = np.abs(maps(bright, "percentile") - maps(dim, "percentile")).max()
     different = np.abs(maps(bright, "none") - maps(dim, "none")).max()
     assert same < 0.2 * different
+
+
+def test_training_size_probabilities_apply_the_rule():
+    # the predict stage's 128-px path (a model trained on whole resized images): the rule is
+    # applied per image, so a dim copy in the same batch gets the bright one's probabilities
+    torch.manual_seed(0)
+    model = UNet((4, 8), (0.0, 0.0)).eval()
+    images = np.stack([_nuclei_image(), _nuclei_image(0.5)])
+    stretched = predict_probs(model, images, 2, progress=False, normalize="percentile")
+    raw = predict_probs(model, images, 2, progress=False)
+    assert np.abs(stretched[0] - stretched[1]).max() < 0.2 * np.abs(raw[0] - raw[1]).max()
+    # the same as stretching first and predicting without a rule
+    manual = predict_probs(model, normalize_images(images, "percentile"), 2, progress=False)
+    assert np.array_equal(stretched, manual)

@@ -24,7 +24,7 @@ from PIL import Image
 from nuclei_unet.config.schema import SyntheticParams
 from nuclei_unet.data.synthetic import generate_image
 from nuclei_unet.errors import NucleiError
-from nuclei_unet.model.checkpoint import architecture, load_network
+from nuclei_unet.model.checkpoint import architecture, load_network, normalize_rule
 from nuclei_unet.model.preprocess import DIVIDE_BY, PERCENTILES, to_input
 from nuclei_unet.model.unet import UNet
 from nuclei_unet.transforms.resize import resize_image
@@ -70,10 +70,6 @@ def _test_image(size: int) -> np.ndarray:
 
 # bioimage.io's scale_range: (x - low) / (high - low + eps)
 EPS = 1e-6
-
-
-def _normalize_rule(payload: dict) -> str:
-    return payload.get("preprocessing", {}).get("normalize", "none")
 
 
 def _network_input(image: np.ndarray, rule: str) -> torch.Tensor:
@@ -144,14 +140,16 @@ def _how_to_use(net: UNet, payload: dict) -> dict[str, str]:
     return parts
 
 
-def _write_files(folder: Path, net: UNet, image: np.ndarray, payload: dict) -> dict[str, Path]:
+def _write_files(
+    folder: Path, net: UNet, image: np.ndarray, payload: dict, rule: str
+) -> dict[str, Path]:
     """The package's files in ``folder``: weights, test tensors, cover, documentation."""
     files = {name: folder / name for name in (
         "weights.pt", "weights_torchscript.pt", "test_input.npy", "test_output.npy",
         "cover.png", "README.md",
     )}
     torch.save(net.state_dict(), files["weights.pt"])
-    x = _network_input(image, _normalize_rule(payload))
+    x = _network_input(image, rule)
     with torch.inference_mode(), warnings.catch_warnings():
         # the forward's size check is traced as a constant: harmless, sizes are checked by
         # the package's axes (multiples of the divisor)
@@ -167,7 +165,7 @@ def _write_files(folder: Path, net: UNet, image: np.ndarray, payload: dict) -> d
     Image.fromarray(np.concatenate([image, gray], axis=1)).save(files["cover.png"])
     predict = payload.get("predict") or {}
     files["README.md"].write_text(DOCUMENTATION.format(
-        divisor=net.divisor, preprocessing=_preprocessing(_normalize_rule(payload))[1],
+        divisor=net.divisor, preprocessing=_preprocessing(rule)[1],
         threshold=f"nuclei-unet used {predict.get('threshold', 0.5)}",
         **_how_to_use(net, payload), epoch=payload.get("epoch", "not recorded"),
         val_loss=f"{payload['val_loss']:.4f}" if "val_loss" in payload else "not recorded",
@@ -211,10 +209,11 @@ def describe(model_path: str | Path, folder: Path, image: np.ndarray | None = No
     net, payload = load_network(model_path)
     if net.head != "sigmoid":
         raise NucleiError(f"{model_path}: only sigmoid models (not train.loss softmax_ce) export")
+    rule = normalize_rule(payload, model_path)
     image = _test_image(int(payload.get("input_size", 128))) if image is None else image
-    files = _write_files(folder, net, image, payload)
+    files = _write_files(folder, net, image, payload, rule)
     channels = ("nucleus", "edge") if net.out_channels == 2 else ("nucleus",)
-    raw, probability = _tensors(net.divisor, files, channels, _normalize_rule(payload))
+    raw, probability = _tensors(net.divisor, files, channels, rule)
     version = torch.__version__.split("+")[0]
     state_dict = bmz.PytorchStateDictWeightsDescr(
         source=files["weights.pt"], pytorch_version=bmz.Version(version),

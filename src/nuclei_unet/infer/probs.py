@@ -7,7 +7,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from nuclei_unet.model.preprocess import to_input
+from nuclei_unet.model.preprocess import normalize_images, to_input
 from nuclei_unet.model.unet import foreground_logit, head_of
 from nuclei_unet.runtime import autocast
 
@@ -37,13 +37,17 @@ def predict_maps(
     dtype: torch.dtype = torch.float32,
     progress: bool = True,
     tta: bool = False,
+    normalize: str = "none",
 ) -> np.ndarray:
     """``(N, H, W, 3) uint8`` -> probabilities ``(N, M, H, W) float32``: the foreground and,
     for an edge model, the edge class (:func:`output_maps`).
 
-    With ``tta``, the probabilities of the 8 flips and 90-degree rotations of each image are
-    averaged (each mapped back first).
+    Each image is first brought to the network's range by the model's ``normalize`` rule
+    (:func:`..model.preprocess.normalize_images`; callers that tile an image normalise it
+    whole beforehand and leave this ``none``). With ``tta``, the probabilities of the 8 flips
+    and 90-degree rotations of each image are averaged (each mapped back first).
     """
+    images = normalize_images(images, normalize)
     model = model.to(device, memory_format=torch.channels_last).eval()
     head, maps = head_of(model), output_maps(model)
     out = np.empty((len(images), maps, *images.shape[1:3]), dtype=np.float32)

@@ -141,8 +141,8 @@ def predict_full(
     factor = None
     if options.mode == "resize":
         # normalised at the training size, as the training images were
-        small = normalize_image(resize_image(image, input_size), scale.normalize)[None]
-        maps = predict_maps(model, small, 1, device, dtype, False, options.tta)[0]
+        small = resize_image(image, input_size)[None]
+        maps = predict_maps(model, small, 1, device, dtype, False, options.tta, scale.normalize)[0]
         return resize_maps(maps, image.shape[:2]), factor
     # the whole image at once: every tile and every scale pass sees the same stretch
     image = normalize_image(image, scale.normalize)

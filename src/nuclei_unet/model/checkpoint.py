@@ -99,6 +99,16 @@ def architecture(payload: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def normalize_rule(payload: dict[str, Any], path: str | Path) -> str:
+    """The ``model.normalize`` rule a model file's weights were trained with; a rule this
+    version does not know is a DataError naming the file."""
+    # files from before model.normalize took the pixel values as they are
+    rule = payload.get("preprocessing", {}).get("normalize", "none")
+    if rule not in NORMALIZE_RULES:
+        raise DataError(f"{path}: unknown input normalisation {rule!r} (a newer nuclei-unet?)")
+    return rule
+
+
 def load_network(path: str | Path) -> tuple[UNet, dict[str, Any]]:
     """The U-Net of a model file as trained (eval mode, batch norms not folded) and the file's
     payload (architecture, input size, settings)."""
@@ -111,10 +121,7 @@ def load_network(path: str | Path) -> tuple[UNet, dict[str, Any]]:
 def load_checkpoint(path: str | Path) -> Checkpoint:
     """Rebuild the U-Net saved by :func:`save_model` (and :func:`add_predict_settings`)."""
     model, payload = load_network(path)
-    # files from before model.normalize took the pixel values as they are
-    normalize = payload.get("preprocessing", {}).get("normalize", "none")
-    if normalize not in NORMALIZE_RULES:
-        raise DataError(f"{path}: unknown input normalisation {normalize!r} (a newer nuclei-unet?)")
+    normalize = normalize_rule(payload, path)
     stored = payload.get("predict")
     predict = build(PredictParams, stored, f"{path}: predict") if stored is not None else None
     return Checkpoint(

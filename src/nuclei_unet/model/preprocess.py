@@ -17,8 +17,6 @@ Two rules bring an image to the network's range (``model.normalize``):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 import torch
 
@@ -54,11 +52,11 @@ def normalize_image(image: np.ndarray, rule: str) -> np.ndarray:
     return stretch(image) if rule == "percentile" else image
 
 
-def normalize_images(images: np.ndarray | Sequence[np.ndarray], rule: str) -> np.ndarray:
+def normalize_images(images: np.ndarray, rule: str) -> np.ndarray:
     """``(N, H, W, 3) uint8``, each image by :func:`normalize_image` (a new array for
     ``percentile``; the same one for ``none``)."""
     if rule == "none":
-        return images if isinstance(images, np.ndarray) else np.stack(images)
+        return images
     return np.stack([normalize_image(image, rule) for image in images])
 
 
