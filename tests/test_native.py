@@ -11,6 +11,7 @@ from conftest import disc
 import nuclei_unet.data.kinds
 import nuclei_unet.data.native
 import nuclei_unet.metrics.dsb
+import nuclei_unet.transforms.crops
 from nuclei_unet.config.schema import AugmentParams, NativeParams, PredictParams, TrainParams
 from nuclei_unet.data.kinds import FLUORESCENCE, STAINED, image_kind
 from nuclei_unet.data.native import (
@@ -39,6 +40,7 @@ from nuclei_unet.train.losses import bce_dice_loss, loss_for, out_channels_for
 from nuclei_unet.transforms.crops import (
     CropSet,
     contact_weights,
+    foreground_points,
     padded_region,
     target_channels,
     val_crops,
@@ -48,7 +50,11 @@ NO_AUGMENT = AugmentParams(flip=False, rot90=False, elastic_sigma=0.0)
 
 
 @pytest.mark.parametrize(
-    "module", [nuclei_unet.data.kinds, nuclei_unet.data.native, nuclei_unet.infer.segment, nuclei_unet.metrics.dsb]
+    "module",
+    [
+        nuclei_unet.data.kinds, nuclei_unet.data.native, nuclei_unet.infer.segment,
+        nuclei_unet.metrics.dsb, nuclei_unet.transforms.crops,
+    ],
 )
 def test_docstring_examples(module):
     result = doctest.testmod(module)
@@ -168,6 +174,31 @@ def test_oversampling_draws_stained_images_more_often():
     share = np.mean([samples[i].stained for i in crops.order])
     assert share == pytest.approx(8 / 16, abs=0.03)  # weights 2 x 4 against 8 x 1
     assert len(crops) == 1000  # the epoch's size does not change
+
+
+def _sparse_sample() -> NativeSample:
+    """A 256-px image whose only nucleus is a 6-px square near one corner."""
+    target = np.zeros((256, 256), np.uint8)
+    target[200:206, 30:36] = BODY
+    return NativeSample(np.zeros((256, 256, 3), np.uint8), target, 1.0, False, 20.0)
+
+
+def test_foreground_crops_hold_a_nucleus():
+    sample = _sparse_sample()
+    points = foreground_points(sample.target)
+    assert len(points) == 36 and points.min(axis=0).tolist() == [200, 30]
+    assert foreground_points(sample.target, limit=4).tolist() == [[200, 30], [202, 30], [203, 35], [205, 35]]  # flat 0, 12, 23, 35 of 36
+    always = CropSet([sample], 32, 50, 0.25, NO_AUGMENT, False, 1.0, seed=3, foreground=1.0)
+    assert all(always[i][1].sum() > 0 for i in range(50))
+    # anywhere: about 3 % of 32-px crops of this image meet the nucleus
+    anywhere = CropSet([sample], 32, 50, 0.25, NO_AUGMENT, False, 1.0, seed=3)
+    assert sum(anywhere[i][1].sum() > 0 for i in range(50)) < 10
+    # share 0 leaves the draws exactly as they were
+    assert torch.equal(anywhere[7][0], CropSet([sample], 32, 50, 0.25, NO_AUGMENT, False, 1.0, seed=3, foreground=0.0)[7][0])
+    half = CropSet([sample], 32, 200, 0.0, NO_AUGMENT, False, 1.0, seed=3, foreground=0.5)
+    assert 70 <= sum(half[i][1].sum() > 0 for i in range(200)) <= 130
+    empty = NativeSample(sample.image, np.zeros_like(sample.target), 1.0, False, 20.0)
+    assert CropSet([empty], 32, 1, 0.0, NO_AUGMENT, False, 1.0, seed=0, foreground=1.0)[0][1].sum() == 0
 
 
 def test_padded_region_mirrors_small_images():

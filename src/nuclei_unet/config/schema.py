@@ -199,6 +199,9 @@ class TrainParams(Section):
     oversample_stained: float = Field(1.0, ge=1)  # crops: stained images drawn this many times more
     # crops: loss weight of the pixels where touching nuclei meet (contact and gap), 1: none
     contact_weight: float = Field(5.0, ge=1)
+    # crops: share of crops placed around a random nucleus pixel (nnU-Net's foreground
+    # oversampling, 0.33 there), the rest anywhere
+    foreground_crops: float = Field(0.0, ge=0, le=1)
     augment: AugmentParams = AugmentParams()
 
     @field_validator("edge")

@@ -1,8 +1,9 @@
 """Random crops of the native set, zoomed a little, for training at a common nucleus size.
 
 Every epoch draws ``crops_per_image`` crops per training image (stained images drawn
-``oversample_stained`` times as often, the total unchanged), each from a random place and at a
-random zoom, then augmented like the resized set (:func:`..augment.augment`), with loss weights
+``oversample_stained`` times as often, the total unchanged), each from a random place (or, for
+a ``foreground`` share of them, around a random nucleus pixel: nnU-Net's foreground
+oversampling, so that large sparse images do not give mostly empty crops) and at a random zoom, then augmented like the resized set (:func:`..augment.augment`), with loss weights
 on the pixels between touching nuclei when asked for. Seeded per (seed, epoch, draw), so any
 number of DataLoader workers gives the same batches.
 """
@@ -19,6 +20,10 @@ from torch.utils.data import Dataset
 
 from nuclei_unet.config.schema import AugmentParams
 from nuclei_unet.data.native import CONTACT, EDGE, GAP, NativeSample
+
+# foreground crops: at most this many nucleus pixels kept per image to centre crops on (evenly
+# spaced in raster order, so every nucleus of a large image keeps some)
+MAX_FOREGROUND_POINTS = 4096
 from nuclei_unet.model.preprocess import DIVIDE_BY
 from nuclei_unet.transforms.augment import augment
 
@@ -37,6 +42,19 @@ def contact_weights(target: np.ndarray, weight: float) -> np.ndarray:
     nuclei are told apart, 1 elsewhere."""
     where = (target == CONTACT) | (target == GAP)
     return np.where(where, np.float32(weight), np.float32(1.0))[None]
+
+
+def foreground_points(target: np.ndarray, limit: int = MAX_FOREGROUND_POINTS) -> np.ndarray:
+    """``(N, 2) int32`` (row, column) of up to ``limit`` nucleus pixels of ``(H, W) uint8``
+    targets (gap pixels are background), evenly spaced in raster order; ``(0, 2)`` when none.
+
+    >>> foreground_points(np.array([[0, 1], [4, 2]], np.uint8)).tolist()
+    [[0, 1], [1, 1]]
+    """
+    flat = np.flatnonzero((target > 0) & (target != GAP))
+    if len(flat) > limit:
+        flat = flat[np.linspace(0, len(flat) - 1, limit).round().astype(np.int64)]
+    return np.stack(np.unravel_index(flat, target.shape), axis=1).astype(np.int32)
 
 
 def padded_region(array: np.ndarray, top: int, left: int, side: int) -> np.ndarray:
@@ -79,9 +97,12 @@ class CropSet(Dataset):
     def __init__(
         self, samples: Sequence[NativeSample], size: int, crops_per_image: int, jitter: float,
         augment_params: AugmentParams, edge: bool, oversample_stained: float, seed: int,
-        contact_weight: float = 1.0,
+        contact_weight: float = 1.0, foreground: float = 0.0,
     ) -> None:
         self.samples, self.size, self.jitter = list(samples), size, jitter
+        self.foreground = foreground
+        # only computed when used: the default draws stay exactly as they were
+        self.points = [foreground_points(s.target) for s in self.samples] if foreground > 0 else []
         self.contact_weight = contact_weight
         self.params, self.edge, self.seed = augment_params, edge, seed
         self.n = crops_per_image * len(self.samples)
@@ -109,11 +130,29 @@ class CropSet(Dataset):
         h, w = sample.image.shape[:2]
         top = int(torch.randint(0, max(1, h - side + 1), (1,), generator=generator))
         left = int(torch.randint(0, max(1, w - side + 1), (1,), generator=generator))
+        if self.foreground > 0:
+            top, left = self._around_nucleus(self.order[i], side, top, left, generator)
         image, target, weight = crop_tensors(
             sample, top, left, side, self.size, self.edge, self.contact_weight
         )
         image, target, weight = augment(image, target, weight, self.params, generator)
         return (image, target) if weight is None else (image, target, weight)
+
+    def _around_nucleus(
+        self, index: int, side: int, top: int, left: int, generator: torch.Generator
+    ) -> tuple[int, int]:
+        """With probability ``foreground``, the corner of a ``side``-px crop of sample
+        ``index`` holding a random nucleus pixel, within the middle half of the crop (kept
+        inside the image); else (or when the image has no nucleus) ``(top, left)`` as drawn."""
+        points = self.points[index]
+        if float(torch.rand(1, generator=generator)) >= self.foreground or not len(points):
+            return top, left
+        row, col = points[int(torch.randint(0, len(points), (1,), generator=generator))]
+        shift = torch.randint(-(side // 4), side // 4 + 1, (2,), generator=generator).tolist()
+        h, w = self.samples[index].image.shape[:2]
+        top = min(max(int(row) - side // 2 + shift[0], 0), max(0, h - side))
+        left = min(max(int(col) - side // 2 + shift[1], 0), max(0, w - side))
+        return top, left
 
 
 def val_crops(
