@@ -3,7 +3,8 @@
 Every epoch draws ``crops_per_image`` crops per training image (stained images drawn
 ``oversample_stained`` times as often, the total unchanged), each from a random place (or, for
 a ``foreground`` share of them, around a random nucleus pixel: nnU-Net's foreground
-oversampling, so that large sparse images do not give mostly empty crops) and at a random zoom, then augmented like the resized set (:func:`..augment.augment`), with loss weights
+oversampling, so that large sparse images do not give mostly empty crops) and at a random
+zoom, then augmented like the resized set (:func:`..augment.augment`), with loss weights
 on the pixels between touching nuclei when asked for. Seeded per (seed, epoch, draw), so any
 number of DataLoader workers gives the same batches.
 """
@@ -20,12 +21,12 @@ from torch.utils.data import Dataset
 
 from nuclei_unet.config.schema import AugmentParams
 from nuclei_unet.data.native import CONTACT, EDGE, GAP, NativeSample
+from nuclei_unet.model.preprocess import DIVIDE_BY
+from nuclei_unet.transforms.augment import augment
 
 # foreground crops: at most this many nucleus pixels kept per image to centre crops on (evenly
 # spaced in raster order, so every nucleus of a large image keeps some)
 MAX_FOREGROUND_POINTS = 4096
-from nuclei_unet.model.preprocess import DIVIDE_BY
-from nuclei_unet.transforms.augment import augment
 
 
 def target_channels(target: np.ndarray, edge: bool) -> np.ndarray:
@@ -101,7 +102,7 @@ class CropSet(Dataset):
     ) -> None:
         self.samples, self.size, self.jitter = list(samples), size, jitter
         self.foreground = foreground
-        # only computed when used: the default draws stay exactly as they were
+        # nucleus pixels to centre crops on, per sample (not needed at share 0)
         self.points = [foreground_points(s.target) for s in self.samples] if foreground > 0 else []
         self.contact_weight = contact_weight
         self.params, self.edge, self.seed = augment_params, edge, seed
@@ -130,7 +131,7 @@ class CropSet(Dataset):
         h, w = sample.image.shape[:2]
         top = int(torch.randint(0, max(1, h - side + 1), (1,), generator=generator))
         left = int(torch.randint(0, max(1, w - side + 1), (1,), generator=generator))
-        if self.foreground > 0:
+        if self.foreground > 0:  # share 0 draws nothing more: the crops stay as they were
             top, left = self._around_nucleus(self.order[i], side, top, left, generator)
         image, target, weight = crop_tensors(
             sample, top, left, side, self.size, self.edge, self.contact_weight
