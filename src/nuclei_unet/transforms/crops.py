@@ -29,10 +29,16 @@ from nuclei_unet.transforms.augment import augment
 MAX_FOREGROUND_POINTS = 4096
 
 
+def nucleus_mask(target: np.ndarray) -> np.ndarray:
+    """``(H, W) bool``: the nucleus pixels (body, edge, contact) of ``(H, W) uint8`` targets
+    (:func:`..data.native.edge_targets`); gap pixels, between nuclei, are background."""
+    return (target > 0) & (target != GAP)
+
+
 def target_channels(target: np.ndarray, edge: bool) -> np.ndarray:
     """``(H, W) uint8`` targets (:func:`..data.native.edge_targets`) -> ``(C, H, W) float32``:
     the foreground, then (with ``edge``) the edge class (edge and contact pixels)."""
-    fg = ((target > 0) & (target != GAP)).astype(np.float32)
+    fg = nucleus_mask(target).astype(np.float32)
     if not edge:
         return fg[None]
     return np.stack([fg, ((target == EDGE) | (target == CONTACT)).astype(np.float32)])
@@ -46,13 +52,13 @@ def contact_weights(target: np.ndarray, weight: float) -> np.ndarray:
 
 
 def foreground_points(target: np.ndarray, limit: int = MAX_FOREGROUND_POINTS) -> np.ndarray:
-    """``(N, 2) int32`` (row, column) of up to ``limit`` nucleus pixels of ``(H, W) uint8``
-    targets (gap pixels are background), evenly spaced in raster order; ``(0, 2)`` when none.
+    """``(N, 2) int32`` (row, column) of up to ``limit`` nucleus pixels (:func:`nucleus_mask`)
+    of ``(H, W) uint8`` targets, evenly spaced in raster order; ``(0, 2)`` when none.
 
     >>> foreground_points(np.array([[0, 1], [4, 2]], np.uint8)).tolist()
     [[0, 1], [1, 1]]
     """
-    flat = np.flatnonzero((target > 0) & (target != GAP))
+    flat = np.flatnonzero(nucleus_mask(target))
     if len(flat) > limit:
         flat = flat[np.linspace(0, len(flat) - 1, limit).round().astype(np.int64)]
     return np.stack(np.unravel_index(flat, target.shape), axis=1).astype(np.int32)
