@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,7 +16,7 @@ import torch
 from tqdm import tqdm
 
 from nuclei_unet.cli import add_setting_flags, checkpoint_settings
-from nuclei_unet.data.kinds import image_kind
+from nuclei_unet.data.kinds import KINDS, STAINED, image_kind
 from nuclei_unet.data.native import median_diameter
 from nuclei_unet.infer.segment import segment
 from nuclei_unet.io.dsb import Sample, list_samples
@@ -58,6 +59,29 @@ def load_scoring(args: argparse.Namespace) -> Scoring:
         checkpoint, device, resolve_precision(checkpoint.predict.precision, device),
         [s for s in list_samples(args.raw) if s.id in ids],
     )
+
+
+def add_sampling_args(parser: argparse.ArgumentParser) -> None:
+    """``--every`` n-th image of each kind, ``--every-stained`` for the rare stained kind."""
+    parser.add_argument("--every", type=int, default=10, help="score every n-th image of a kind")
+    parser.add_argument("--every-stained", type=int, default=None,
+                        help="every n-th stained image instead (the rare kind; default: --every)")
+
+
+def sampled_images(
+    samples: list[Sample], args: argparse.Namespace, in_split: Counter[str],
+) -> Iterator[tuple[Sample, np.ndarray, str]]:
+    """The every-th, 2 x every-th, ... image of each kind (:func:`add_sampling_args`), each as
+    ``(sample, (H, W, 3) uint8 image, kind)``, with a progress bar; ``in_split`` counts every
+    image of each kind read, sampled or not."""
+    every = {kind: args.every for kind in KINDS}
+    every[STAINED] = args.every_stained or args.every
+    for sample in tqdm(samples, desc="predict", unit="img"):
+        image = read_image(sample.image)
+        kind = image_kind(image)
+        in_split[kind] += 1
+        if in_split[kind] % every[kind] == 0:
+            yield sample, image, kind
 
 
 # (image (H, W, 3) uint8, true labels (H, W)) -> the same pair as another microscope gives it

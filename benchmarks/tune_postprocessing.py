@@ -24,21 +24,20 @@ from collections import Counter
 
 import numpy as np
 import torch
-from scoring import add_data_args, load_scoring  # beside this file
-from tqdm import tqdm
+from scoring import (  # beside this file
+    add_data_args, add_sampling_args, load_scoring, sampled_images,
+)
 
-from nuclei_unet.data.kinds import KINDS, STAINED, image_kind
+from nuclei_unet.data.kinds import KINDS
 from nuclei_unet.infer.segment import label_nuclei, predict_full
-from nuclei_unet.io.images import read_image, read_labels
+from nuclei_unet.io.images import read_labels
 from nuclei_unet.metrics.dsb import f1_score, image_scores
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_data_args(parser)
-    parser.add_argument("--every", type=int, default=10, help="score every n-th image of a kind")
-    parser.add_argument("--every-stained", type=int, default=None,
-                        help="every n-th stained image instead (the rare kind; default: --every)")
+    add_sampling_args(parser)
     parser.add_argument("--grid", default='{"seed_threshold": [0.5]}', help="predict params -> values")
     args = parser.parse_args()
     scoring = load_scoring(args)
@@ -47,18 +46,11 @@ def main() -> None:
     samples = scoring.samples
     grid = json.loads(args.grid)
     combos = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
-    every = {kind: args.every for kind in KINDS}
-    every[STAINED] = args.every_stained or args.every
     in_split: Counter[str] = Counter()
     # per combination and kind: per-image DSB scores and summed TP / FP / FN at IoU 0.5
     scores = [{kind: ([], np.zeros(3)) for kind in KINDS} for _ in combos]
     model = checkpoint.model.to(device).eval()
-    for sample in tqdm(samples, desc="predict", unit="img"):
-        image = read_image(sample.image)
-        kind = image_kind(image)
-        in_split[kind] += 1
-        if in_split[kind] % every[kind]:  # the every-th, 2 x every-th, ... of each kind
-            continue
+    for sample, image, kind in sampled_images(samples, args, in_split):
         truth = read_labels(f"{args.labels}/{sample.id}.png")
         with torch.inference_mode():
             maps, factor = predict_full(

@@ -1,4 +1,5 @@
-"""The benchmarks' shared loading: predict flags over the model file's settings."""
+"""The benchmarks: their shared loading (predict flags over the model file's settings), the
+exposure changes, and the error sources' segmentations, on hand-computed cases."""
 
 import argparse
 import json
@@ -6,6 +7,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
 from scoring import add_data_args, load_scoring, score_variants  # benchmarks/ on sys.path
@@ -77,3 +79,49 @@ def test_score_variants_scores_each_change_per_kind(tiny_dsb, tiny_model, tmp_pa
     assert same["no_nucleus_stained"] == 0 and same["found_diameter_stained"] == 14.0
     # at 0.4x the nuclei are 80, under the stand-in's threshold: nothing found
     assert dim["dsb_map_stained"] == 0.0 and dim["no_nucleus_stained"] == 2
+
+
+def test_nucleus_cores_keep_each_nucleus_inner_half():
+    from error_sources import nucleus_cores
+
+    labels = np.zeros((8, 10), np.int32)
+    labels[1:7, 1:7] = 3  # 6x6: inner distances 1, 2, 3 from the outline
+    labels[0:2, 8:10] = 5  # 2x2 at the image's corner: the border is an outline too
+    cores = nucleus_cores(labels)
+    expected = np.zeros_like(labels)
+    expected[2:6, 2:6] = 3  # distance >= 3 / 2
+    expected[0:2, 8:10] = 5  # all at distance 1 = the maximum
+    assert cores.tolist() == expected.tolist()
+
+
+@pytest.mark.parametrize(
+    "contact_edge, expected",
+    [
+        # a learned edge between the two: split as predicted; only the extra column costs
+        (0.9, {"as_predicted": 0.8667, "true_foreground": 1.0, "true_nuclei": 0.8667,
+               "true_cut": 1.0}),
+        # no edge between them: one seed, one object of both; only true splits part them
+        (0.2, {"as_predicted": 0.0, "true_foreground": 0.0, "true_nuclei": 0.8667,
+               "true_cut": 1.0}),
+    ],
+)
+def test_error_sources_put_the_truth_in_part_by_part(contact_edge, expected):
+    from error_sources import segmentations
+
+    from nuclei_unet.config.schema import PredictParams
+    from nuclei_unet.metrics.dsb import image_scores
+
+    truth = np.zeros((12, 20), np.int32)
+    truth[2:10, 2:10] = 1  # two touching 8x8 nuclei, 64 px each
+    truth[2:10, 10:18] = 2
+    fg = np.full(truth.shape, 0.05, np.float32)
+    fg[2:10, 1:18] = 0.9  # both nuclei and one extra column joined to the first
+    edge = np.zeros_like(fg)
+    edge[2:10, 9:11] = contact_edge  # body 0.09 or 0.72 where they touch (seed level 0.7)
+    options = PredictParams(instances="edge", threshold=0.5, seed_threshold=0.7, min_size=0)
+    labels = segmentations(np.stack([fg, edge]), truth, options, None, None)
+    # nucleus 1 with the extra column: IoU 64 / 72 = 0.89, matched at 8 of the 10 thresholds
+    # (0.5-0.85), at the other 2 TP 1, FP 1, FN 1: (8 + 2 / 3) / 10; the two as one object
+    # has IoU 64 / 136 or 64 / 128 with each, never above 0.5: 0
+    scores = {name: round(image_scores(truth, lab)["dsb_score"], 4) for name, lab in labels.items()}
+    assert scores == expected
