@@ -38,6 +38,25 @@ def test_scoring_flags_override_the_settings(tiny_dsb, tiny_model):
     assert (options.mode, options.scale_start, options.instances) == ("scaled", 1.0, "watershed")
 
 
+def test_sampled_images_take_every_nth_of_each_kind_and_count_all(tiny_dsb):
+    from collections import Counter
+
+    from scoring import sampled_images
+
+    from nuclei_unet.io.dsb import list_samples
+
+    samples = list_samples(str(tiny_dsb))
+    # the tiny images' colour noise makes all three stained (data.kinds)
+    for every, every_stained, taken in ((1, None, ["img0", "img1", "img2"]), (1, 2, ["img1"]),
+                                        (2, 3, ["img2"])):
+        in_split: Counter[str] = Counter()
+        args = argparse.Namespace(every=every, every_stained=every_stained)
+        got = [(s.id, image.shape, kind) for s, image, kind in sampled_images(samples, args, in_split)]
+        assert [g[0] for g in got] == taken and {g[2] for g in got} == {"stained"}
+        assert in_split == Counter(stained=3)
+    assert got[0][1] == (96, 64, 3)
+
+
 def test_exposure_changes_are_a_cameras_hand_computed():
     from exposure import exposed
 
@@ -125,3 +144,27 @@ def test_error_sources_put_the_truth_in_part_by_part(contact_edge, expected):
     # has IoU 64 / 136 or 64 / 128 with each, never above 0.5: 0
     scores = {name: round(image_scores(truth, lab)["dsb_score"], 4) for name, lab in labels.items()}
     assert scores == expected
+
+
+def test_error_sources_prints_one_row_per_group(tiny_dsb, tiny_model, tmp_path, monkeypatch, capsys):
+    import error_sources
+
+    from nuclei_unet.config.schema import PrepareParams
+    from nuclei_unet.data.prepare import prepare_dataset
+
+    prepare_dataset(tiny_dsb, tmp_path / "prepared", PrepareParams(size=32))
+    split = tiny_dsb.parent / "split.json"
+    split.write_text(json.dumps({"train": ["img0", "img1", "img2"], "val": [], "test": []}))
+    monkeypatch.setattr(sys, "argv", [
+        "error_sources.py", "--model", str(tiny_model), "--raw", str(tiny_dsb), "--split", str(split),
+        "--labels", str(tmp_path / "prepared" / "labels"), "--every", "1", "--by-size",
+    ])
+    error_sources.main()
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(r["group"], r["images"]) for r in rows] == [
+        ("stained 48x80", 1), ("stained 64x64", 1), ("stained 96x64", 1)
+    ]
+    # an untrained model: only the rows' form is known, each a mean DSB score
+    for r in rows:
+        assert set(r) == {"group", "images", *error_sources.SEGMENTATIONS}
+        assert all(0.0 <= r[name] <= 1.0 for name in error_sources.SEGMENTATIONS)
