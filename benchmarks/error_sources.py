@@ -34,8 +34,7 @@ from scoring import (  # beside this file
 from skimage.segmentation import watershed
 
 from nuclei_unet.config.schema import PredictParams
-from nuclei_unet.infer.instances import split_instances
-from nuclei_unet.infer.segment import kept_min_size, label_nuclei, predict_full
+from nuclei_unet.infer.segment import label_nuclei, predict_full
 from nuclei_unet.io.images import read_labels
 from nuclei_unet.metrics.dsb import image_scores
 
@@ -69,10 +68,7 @@ def segmentations(
     cores = nucleus_cores(truth)
     return {
         "as_predicted": label_nuclei(maps, options, diameter, factor),
-        "true_foreground": split_instances(
-            truth > 0, options.instances, kept_min_size(options.min_size, diameter, factor),
-            options.min_distance, edge=edge, fg=fg, seed_threshold=options.seed_threshold,
-        ),
+        "true_foreground": label_nuclei(maps, options, diameter, factor, mask=truth > 0),
         # a core the mask misses still floods what of the mask touches it
         "true_nuclei": watershed(-body, cores, mask=mask | (cores > 0)),
         "true_cut": np.where(mask, truth, 0),

@@ -50,16 +50,17 @@ def kept_min_size(min_size: int, diameter: float | None, factor: float | None) -
 
 def label_nuclei(
     maps: np.ndarray, options: PredictParams, diameter: float | None = None,
-    factor: float | None = None,
+    factor: float | None = None, mask: np.ndarray | None = None,
 ) -> np.ndarray:
     """``(M, H, W)`` maps -> ``(H, W)`` instance labels by ``options.instances``, dropping
     objects under :func:`kept_min_size` px (maps predicted at ``factor`` by a model of nucleus
-    ``diameter``; either None: ``options.min_size``): uint16, or uint32 past 65,535 nuclei."""
+    ``diameter``; either None: ``options.min_size``): uint16, or uint32 past 65,535 nuclei.
+    ``mask``: the ``(H, W) bool`` pixels to split (None: ``maps[0] > options.threshold``)."""
     edge = maps[1] if len(maps) > 1 else None
     if options.instances == "edge" and edge is None:
         raise DataError("predict.instances 'edge' needs a model trained with train.edge: true")
     labels = split_instances(
-        maps[0] > options.threshold, options.instances,
+        maps[0] > options.threshold if mask is None else mask, options.instances,
         kept_min_size(options.min_size, diameter, factor), options.min_distance,
         edge=edge, fg=maps[0], seed_threshold=options.seed_threshold,
     )
