@@ -53,7 +53,7 @@ NO_AUGMENT = AugmentParams(flip=False, rot90=False, elastic_sigma=0.0)
     "module",
     [
         nuclei_unet.data.kinds, nuclei_unet.data.native, nuclei_unet.infer.segment,
-        nuclei_unet.metrics.dsb, nuclei_unet.transforms.crops,
+        nuclei_unet.metrics.dsb, nuclei_unet.transforms.augment, nuclei_unet.transforms.crops,
     ],
 )
 def test_docstring_examples(module):

@@ -99,6 +99,25 @@ def test_photometric_leaves_mask_alone_and_stays_in_range():
     assert 0.0 <= out_image.min() and out_image.max() <= 1.0 and not torch.equal(out_image, image)
 
 
+def test_gain_is_one_exposure_recorded_in_8_bits():
+    levels = torch.arange(256, dtype=torch.float32) / 255
+    image = levels.reshape(1, 16, 16).repeat(3, 1, 1)
+    mask = torch.zeros(1, 16, 16)
+    params = ALL_OFF.model_copy(update={"gain": 1.0})
+    factors = []
+    for seed in range(20):
+        out, _, _ = augment(image, mask, None, params, torch.Generator().manual_seed(seed))
+        assert torch.equal(out * 255, (out * 255).round())  # 8-bit levels
+        unsaturated = out < 1.0
+        # one factor for every pixel: the brightest unsaturated level fixes it to within 1/255
+        factor = float(out[unsaturated].max() / image[unsaturated].max()) if unsaturated.any() else 1.0
+        expected = (image * factor * 255).round().clamp(0, 255) / 255
+        assert (out - expected).abs().max() <= 1 / 255 + 1e-6
+        factors.append(factor)
+    assert min(factors) >= math.exp(-1.0) - 0.01 and max(factors) <= math.exp(1.0) + 0.01
+    assert min(factors) < 0.8 and max(factors) > 1.25  # both ways over 20 draws
+
+
 def test_augmented_set_is_reproducible_per_epoch():
     image, mask = _sample(4)
     x, y = image[None].repeat(3, 1, 1, 1), mask[None].repeat(3, 1, 1, 1)

@@ -160,6 +160,7 @@ class AugmentParams(Section):
     elastic_sigma: NonNegative = 10.0  # px of displacement at a 256-px image, scaled to the size
     rotate_deg: NonNegative = 0.0
     scale: float = Field(0.0, ge=0, lt=1)
+    gain: NonNegative = 0.0  # exposure: intensities times exp(U(-x, x)), rounded to 8 bits
     brightness: NonNegative = 0.0
     contrast: NonNegative = 0.0
     gamma: NonNegative = 0.0
