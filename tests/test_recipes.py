@@ -118,6 +118,21 @@ def test_gain_is_one_exposure_recorded_in_8_bits():
     assert min(factors) < 0.8 and max(factors) > 1.25  # both ways over 20 draws
 
 
+def test_offset_raises_the_background_only():
+    image = torch.zeros(3, 16, 16)  # a black background
+    image[:, 4:8, 4:8] = 100 / 255  # one nucleus
+    mask = torch.zeros(1, 16, 16)
+    params = ALL_OFF.model_copy(update={"offset": 0.2})
+    offsets = []
+    for seed in range(20):
+        out, _, _ = augment(image, mask, None, params, torch.Generator().manual_seed(seed))
+        background = float(out[0, 0, 0] * 255)
+        assert background == round(background) and 0 <= background <= 0.2 * 255 + 0.5
+        assert torch.allclose(out[:, 4:8, 4:8] * 255, torch.tensor(100.0 + background))
+        offsets.append(background)
+    assert max(offsets) > 25 and min(offsets) < 25  # drawn, one-sided, over 20 draws
+
+
 def test_augmented_set_is_reproducible_per_epoch():
     image, mask = _sample(4)
     x, y = image[None].repeat(3, 1, 1, 1), mask[None].repeat(3, 1, 1, 1)

@@ -161,6 +161,7 @@ class AugmentParams(Section):
     rotate_deg: NonNegative = 0.0
     scale: float = Field(0.0, ge=0, lt=1)
     gain: NonNegative = 0.0  # exposure: intensities times exp(U(-x, x)), rounded to 8 bits
+    offset: float = Field(0.0, ge=0, le=1)  # raised background: plus U(0, x) of full scale
     brightness: NonNegative = 0.0
     contrast: NonNegative = 0.0
     gamma: NonNegative = 0.0

@@ -2,9 +2,9 @@
 
 Geometric: flips and 90-degree rotations (exact), then one resampling that combines a small
 affine change (rotation, scale) with the paper's elastic deformation: random displacements on a
-coarse 3x3 grid, smoothly (bicubic) interpolated to every pixel. Photometric (image only):
-a camera's exposure (gain, recorded in 8 bits), brightness, contrast, gamma, and a per-channel
-colour gain for stained (non-gray) images.
+coarse 3x3 grid, smoothly (bicubic) interpolated to every pixel. Photometric (image only): a
+camera's exposure (gain and background offset, recorded in 8 bits), brightness, contrast,
+gamma, and a per-channel colour gain for stained (non-gray) images.
 Every transform is seeded per sample and epoch, so runs are reproducible with any number of
 DataLoader workers; with everything switched off the sample is returned unchanged.
 """
@@ -29,7 +29,8 @@ def is_identity(params: AugmentParams) -> bool:
     """Whether ``params`` switch every transform off (the seed's training)."""
     return not (params.flip or params.rot90) and all(
         v == 0 for v in (params.elastic_sigma, params.rotate_deg, params.scale,
-                         params.gain, params.brightness, params.contrast, params.gamma, params.color,
+                         params.gain, params.offset, params.brightness, params.contrast,
+                         params.gamma, params.color,
                          params.gray, params.invert, params.channel_shuffle)
     )
 
@@ -133,25 +134,32 @@ def stain(image: torch.Tensor, params: AugmentParams, generator: torch.Generator
     return image
 
 
-def exposure(image: torch.Tensor, gain: float) -> torch.Tensor:
+def exposure(image: torch.Tensor, gain: float, offset: float = 0.0) -> torch.Tensor:
     """``image (3, H, W)`` in [0, 1] as an 8-bit camera records it at ``gain`` times the
-    exposure: scaled, rounded to 1/255 and clipped, so a dim image also loses grey levels.
+    exposure on a background raised by ``offset`` (of full scale): scaled, shifted, rounded to
+    1/255 and clipped, so a dim image also loses grey levels.
 
     >>> exposure(torch.tensor([0.2, 0.5, 0.9]).reshape(3, 1, 1), 2.0).flatten().mul(255).tolist()
     [102.0, 255.0, 255.0]
+    >>> exposure(torch.tensor([0.0, 0.2, 0.9]).reshape(3, 1, 1), 0.5, 0.1).flatten().mul(255).tolist()
+    [26.0, 51.0, 140.0]
     """
-    return (image * (gain * 255.0)).round().clamp(0.0, 255.0) / 255.0
+    return (image * (gain * 255.0) + offset * 255.0).round().clamp(0.0, 255.0) / 255.0
 
 
 def photometric(image: torch.Tensor, params: AugmentParams, generator: torch.Generator) -> torch.Tensor:
-    """Stain changes (:func:`stain`), colour gains, exposure (:func:`exposure`), contrast (scale
-    about the mean), brightness (add), gamma; ``(3, H, W)``."""
+    """Stain changes (:func:`stain`), colour gains, exposure and offset (:func:`exposure`),
+    contrast (scale about the mean), brightness (add), gamma; ``(3, H, W)``."""
     image = stain(image, params, generator)
     if params.color and not (torch.equal(image[0], image[1]) and torch.equal(image[1], image[2])):
         gains = 1.0 + torch.empty(3, 1, 1).uniform_(-params.color, params.color, generator=generator)
         image = image * gains
-    if params.gain:
-        image = exposure(image, math.exp(_uniform(params.gain, generator)))
+    if params.gain or params.offset:
+        gain = math.exp(_uniform(params.gain, generator))
+        offset = 0.0
+        if params.offset:  # one-sided: a background is raised, never below black
+            offset = float(torch.empty(1).uniform_(0.0, params.offset, generator=generator))
+        image = exposure(image, gain, offset)
     if params.contrast:
         mean = image.mean()
         image = (image - mean) * (1.0 + _uniform(params.contrast, generator)) + mean
