@@ -176,6 +176,23 @@ def test_oversampling_draws_stained_images_more_often():
     assert len(crops) == 1000  # the epoch's size does not change
 
 
+def test_exposure_only_on_fluorescence_images_when_asked():
+    samples = _samples(4, stained_every=2)  # samples 0 and 2 stained
+    gain = NO_AUGMENT.model_copy(update={"gain": 1.0})
+    plain = CropSet(samples, 16, 5, 0.0, NO_AUGMENT, False, 1.0, seed=2)
+    both = CropSet(samples, 16, 5, 0.0, gain, False, 1.0, seed=2)
+    fluo = CropSet(samples, 16, 5, 0.0, gain, False, 1.0, seed=2, exposure_stained=False)
+    stained = [i for i in range(len(plain)) if samples[plain.order[i]].stained]
+    assert 0 < len(stained) < len(plain)
+    for i in range(len(plain)):
+        changed_both = not torch.equal(both[i][0], plain[i][0])
+        changed_fluo = not torch.equal(fluo[i][0], plain[i][0])
+        if i in stained:
+            assert changed_both and not changed_fluo
+        else:
+            assert changed_fluo and torch.equal(fluo[i][0], both[i][0])
+
+
 def _sparse_sample() -> NativeSample:
     """A 256-px image whose only nucleus is a 6-px square near one corner."""
     target = np.zeros((256, 256), np.uint8)

@@ -199,6 +199,9 @@ class TrainParams(Section):
     scale_jitter: float = Field(0.25, ge=0, lt=1)  # crops zoomed by [1/(1+x), 1+x], log-uniform
     edge: bool = True  # also learn the edge class (a second output channel); needs crops
     oversample_stained: float = Field(1.0, ge=1)  # crops: stained images drawn this many times more
+    # crops: the stained/brightfield images also get augment.gain and offset (false: only the
+    # fluorescence ones, whose exposure varies between microscopes far more)
+    exposure_stained: bool = True
     # crops: loss weight of the pixels where touching nuclei meet (contact and gap), 1: none
     contact_weight: float = Field(5.0, ge=1)
     # crops: share of crops placed around a random nucleus pixel (nnU-Net's foreground

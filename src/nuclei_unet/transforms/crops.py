@@ -104,7 +104,7 @@ class CropSet(Dataset):
     def __init__(
         self, samples: Sequence[NativeSample], size: int, crops_per_image: int, jitter: float,
         augment_params: AugmentParams, edge: bool, oversample_stained: float, seed: int,
-        contact_weight: float = 1.0, foreground: float = 0.0,
+        contact_weight: float = 1.0, foreground: float = 0.0, exposure_stained: bool = True,
     ) -> None:
         self.samples, self.size, self.jitter = list(samples), size, jitter
         self.foreground = foreground
@@ -112,6 +112,10 @@ class CropSet(Dataset):
         self.points = [foreground_points(s.target) for s in self.samples] if foreground > 0 else []
         self.contact_weight = contact_weight
         self.params, self.edge, self.seed = augment_params, edge, seed
+        # the stained images' augmentation: without the exposure change unless exposure_stained
+        self.stained_params = augment_params if exposure_stained else augment_params.model_copy(
+            update={"gain": 0.0, "offset": 0.0}
+        )
         self.n = crops_per_image * len(self.samples)
         weights = np.array([oversample_stained if s.stained else 1.0 for s in self.samples])
         self.p = weights / weights.sum()
@@ -142,7 +146,8 @@ class CropSet(Dataset):
         image, target, weight = crop_tensors(
             sample, top, left, side, self.size, self.edge, self.contact_weight
         )
-        image, target, weight = augment(image, target, weight, self.params, generator)
+        params = self.stained_params if sample.stained else self.params
+        image, target, weight = augment(image, target, weight, params, generator)
         return (image, target) if weight is None else (image, target, weight)
 
     def _around_nucleus(
