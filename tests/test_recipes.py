@@ -108,9 +108,9 @@ def test_gain_is_one_exposure_recorded_in_8_bits():
     for seed in range(20):
         out, _, _ = augment(image, mask, None, params, torch.Generator().manual_seed(seed))
         assert torch.equal(out * 255, (out * 255).round())  # 8-bit levels
-        unsaturated = out < 1.0
+        unsaturated = out < 1.0  # black stays black, so never empty
         # one factor for every pixel: the brightest unsaturated level fixes it to within 1/255
-        factor = float(out[unsaturated].max() / image[unsaturated].max()) if unsaturated.any() else 1.0
+        factor = float(out[unsaturated].max() / image[unsaturated].max())
         expected = (image * factor * 255).round().clamp(0, 255) / 255
         assert (out - expected).abs().max() <= 1 / 255 + 1e-6
         factors.append(factor)
