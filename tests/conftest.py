@@ -30,6 +30,14 @@ def disc(shape: tuple[int, int], centre: tuple[float, float], radius: float) -> 
     return (yy - centre[0]) ** 2 + (xx - centre[1]) ** 2 <= radius**2
 
 
+class Threshold(torch.nn.Module):
+    """A 'network' whose foreground logit is +8 where the image is bright: its objects are
+    the image's own blobs at any scale."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x.mean(1, keepdim=True) - 0.5) * 16
+
+
 def squares(n: int, seed: int, size: int = 16) -> tuple[np.ndarray, np.ndarray]:
     """``n`` images ``(size, size, 3) uint8`` with one bright 6x6 square on dark noise, and their
     masks ``(size, size)`` 0/1: learnable in a few epochs."""

@@ -15,11 +15,14 @@ from nuclei_unet.model.unet import UNet
 core = pytest.importorskip("bioimageio.core", reason="the bioimageio extra is not installed")
 
 
+# the exposures of stage1_train's fluorescence training images (seed split), as train records them
+STAGE1 = {"top_min": 27.0, "top_median": 98.0, "background_max": 44.0, "background_median": 6.0}
 # a model of the resized input, and one of native crops with the edge class (two channels)
 # trained on percentile-stretched images
 MODELS = {
     "resized": (1, {"input_size": 32}, "none"),
-    "edge": (2, {"input_size": 32, "input": "crops", "diameter": 20.0}, "percentile"),
+    "edge": (2, {"input_size": 32, "input": "crops", "diameter": 20.0, "intensity": STAGE1},
+             "percentile"),
 }
 
 
@@ -71,8 +74,10 @@ def test_the_package_says_what_it_needs(package):
     assert channels in (["nucleus"], ["nucleus", "edge"])
     if channels == ["nucleus", "edge"]:
         assert "channel `edge`" in readme and "median nucleus is 20 px" in readme
+        assert "gray values was at least 27 (median 98) and the median at most 44 (median 6)" in readme
     else:
         assert "resizes whole images to that size" in readme
+        assert "the training images' range was not recorded" in readme
 
 
 def z_read(package, name: str) -> str:

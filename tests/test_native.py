@@ -6,7 +6,7 @@ import doctest
 import numpy as np
 import pytest
 import torch
-from conftest import disc
+from conftest import Threshold, disc
 
 import nuclei_unet.data.kinds
 import nuclei_unet.data.native
@@ -269,14 +269,6 @@ def test_edge_instances_split_touching_nuclei():
     assert split_instances(fg > 0.5, "components").max() == 1
     with pytest.raises(ValueError, match="train.edge"):
         split_instances(fg > 0.5, "edge")
-
-
-class Threshold(torch.nn.Module):
-    """A 'network' whose foreground logit is +8 where the image is bright: its objects are
-    the image's own blobs at any scale."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (x.mean(1, keepdim=True) - 0.5) * 16
 
 
 def test_scale_estimate_finds_the_nucleus_size():

@@ -171,6 +171,7 @@ def test_seed_recipe_and_nested_overrides(repo):
     assert not any(train.augment.model_dump().values())  # every augmentation off
     predict = load_section(path, "predict")
     assert (predict.threshold, predict.tta, predict.min_size) == (0.5, False, 10)
+    assert predict.exposure == "keep"  # the seed fed every image as it is
     assert train.precision == predict.precision == "fp32"  # Keras' float32
     run(["git", "checkout", "-q", "--", "params.yaml"], repo)
     # nested keys and lists

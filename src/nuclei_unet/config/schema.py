@@ -234,6 +234,12 @@ class PredictParams(Section):
         "auto", description="auto: bf16 where the CPU has native bf16, or on CUDA; else fp32"
     )
     tta: bool = Field(True, description="average the 8 flips/rotations of each image")
+    exposure: Literal["keep", "fit"] = Field(
+        "fit", description="fit: a fluorescence image dimmer than any the model trained on "
+        "(99.9th percentile) is scaled to their median, one on a brighter background (median) "
+        "has the excess subtracted first; images in the trained range stay as they are. keep: "
+        "every image as it is (the previous rule)"
+    )
     mode: Literal["resize", "tile", "scaled"] = Field(
         "scaled", description="resize: predict at the training size and resize back; "
         "tile: overlap-tile the image rescaled by tile_scale; scaled: overlap-tile it rescaled "

@@ -52,6 +52,7 @@ pipeline on 2018 Data Science Bowl images (BBBC038) or on its synthetic stand-in
 - Output `probability`: {channels} per pixel (a sigmoid on the logits), float32, same y and
   x. Threshold the nucleus channel ({threshold}) for a mask; {instances}
 - {scale}
+- {exposure}
 
 # Validation
 
@@ -137,7 +138,23 @@ def _how_to_use(net: UNet, payload: dict) -> dict[str, str]:
             "estimates the factor from the model's own first pass), any size that is a multiple "
             "of the divisor works."
         )
+    parts["exposure"] = _exposure_line(payload.get("intensity"))
     return parts
+
+
+def _exposure_line(intensity: dict | None) -> str:
+    """The documentation's line on the exposures the model trained on (the model file's
+    :class:`..model.exposure.IntensityRange`, when it has one)."""
+    if intensity is None:
+        return "Exposure: the training images' range was not recorded."
+    return (
+        "Exposure: on its fluorescence training images (gray, dark background) the 99.9th "
+        f"percentile of the gray values was at least {intensity['top_min']:g} (median "
+        f"{intensity['top_median']:g}) and the median at most {intensity['background_max']:g} "
+        f"(median {intensity['background_median']:g}). nuclei-unet brings a fluorescence image "
+        "outside that range into it before predicting (`predict.exposure: fit`): the excess "
+        "background subtracted, a dimmer image scaled to the median; do the same here."
+    )
 
 
 def _write_files(

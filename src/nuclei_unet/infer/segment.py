@@ -26,6 +26,7 @@ from nuclei_unet.io.images import read_image, write_png
 from nuclei_unet.io.layout import SUBMISSION_FILE
 from nuclei_unet.io.rle import submission_rows, write_submission
 from nuclei_unet.model.checkpoint import Scale
+from nuclei_unet.model.exposure import fit_exposure
 from nuclei_unet.model.preprocess import normalize_image
 from nuclei_unet.transforms.resize import resize_image
 
@@ -134,12 +135,16 @@ def predict_full(
     foreground and, for an edge model, the edge class), and the factor the image was rescaled
     by to bring its nuclei to the model's size (``scaled`` mode; None for the others).
 
+    With ``options.exposure`` ``fit``, an image outside the exposures the model trained on is
+    first brought into them (:func:`..model.exposure.fit_exposure`).
     ``resize``: predict at the training size, resize back. ``tile``: overlap-tile at
     ``options.tile_scale``. ``scaled``: overlap-tile at the scale that brings the nuclei to the
     model's training size (:func:`estimate_scale`; the image's own scale for a model trained at
     native scale).
     """
     factor = None
+    if options.exposure == "fit" and scale.intensity is not None:
+        image = fit_exposure(image, scale.intensity)
     if options.mode == "resize":
         # normalised at the training size, as the training images were
         small = resize_image(image, input_size)[None]

@@ -17,6 +17,7 @@ from nuclei_unet.config.load import build
 from nuclei_unet.config.schema import PredictParams
 from nuclei_unet.errors import DataError
 from nuclei_unet.io.files import atomic_path
+from nuclei_unet.model.exposure import IntensityRange
 from nuclei_unet.model.preprocess import NORMALIZE_RULES, preprocessing
 from nuclei_unet.model.unet import UNet, fuse_batch_norm
 
@@ -70,12 +71,14 @@ def add_predict_settings(src: str | Path, dest: str | Path, params: PredictParam
 class Scale:
     """How a model wants images scaled, in space and in intensity: ``native`` when it was
     trained on the native set (then ``diameter``, the nucleus size in px it was trained at;
-    None: the images' own scale), and ``normalize``, the rule that brings each image to its
-    input range (:func:`..preprocess.normalize_image`)."""
+    None: the images' own scale), ``normalize``, the rule that brings each image to its
+    input range (:func:`..preprocess.normalize_image`), and ``intensity``, the exposures of its
+    fluorescence training images (None: not recorded, files from before it, or none)."""
 
     native: bool = False
     diameter: float | None = None
     normalize: str = "none"
+    intensity: IntensityRange | None = None
 
 
 @dataclasses.dataclass
@@ -109,6 +112,18 @@ def normalize_rule(payload: dict[str, Any], path: str | Path) -> str:
     return rule
 
 
+def intensity_of(payload: dict[str, Any], path: str | Path) -> IntensityRange | None:
+    """The :class:`IntensityRange` a model file recorded (None when it has none); a malformed
+    one is a DataError naming the file."""
+    stored = payload.get("intensity")
+    if stored is None:
+        return None
+    try:
+        return IntensityRange.from_dict(stored)
+    except ValueError as exc:
+        raise DataError(f"{path}: {exc}") from exc
+
+
 def load_network(path: str | Path) -> tuple[UNet, dict[str, Any]]:
     """The U-Net of a model file as trained (eval mode, batch norms not folded) and the file's
     payload (architecture, input size, settings)."""
@@ -126,7 +141,10 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     predict = build(PredictParams, stored, f"{path}: predict") if stored is not None else None
     return Checkpoint(
         fuse_batch_norm(model), int(payload.get("input_size", 128)), payload.get("epoch"), predict,
-        Scale(payload.get("input") == "crops", payload.get("diameter"), normalize),
+        Scale(
+            payload.get("input") == "crops", payload.get("diameter"), normalize,
+            intensity_of(payload, path),
+        ),
     )
 
 

@@ -1,0 +1,96 @@
+"""predict.exposure: the exposures a model trained on, recorded in its file, and an image from
+another camera brought into them before prediction."""
+
+import numpy as np
+import pytest
+import torch
+from conftest import Threshold, disc, squares
+
+from nuclei_unet.config.schema import ModelParams, PredictParams, TrainParams
+from nuclei_unet.errors import DataError
+from nuclei_unet.infer.segment import segment
+from nuclei_unet.model.checkpoint import Scale, load_checkpoint, save_model
+from nuclei_unet.model.exposure import (
+    IntensityRange,
+    fit_exposure,
+    intensity_range,
+    intensity_stats,
+)
+from nuclei_unet.model.unet import UNet
+from nuclei_unet.train.loop import train
+
+TRAINED = IntensityRange(top_min=30.0, top_median=200.0, background_max=20.0, background_median=5.0)
+
+
+def _nuclei(background: int, nucleus: int) -> np.ndarray:
+    """A ``(96, 96, 3) uint8`` gray image: four discs of radius 8 at ``nucleus`` on
+    ``background`` (the discs cover 8 % of it, so its 99.9th percentile is ``nucleus``)."""
+    shape = (96, 96)
+    inside = np.zeros(shape, bool)
+    for centre in [(24, 24), (24, 72), (72, 24), (72, 72)]:
+        inside |= disc(shape, centre, 8)
+    gray = np.where(inside, nucleus, background).astype(np.uint8)
+    return np.repeat(gray[..., None], 3, axis=2)
+
+
+def test_the_range_of_the_fluorescence_images_only():
+    images = [_nuclei(2, 40), _nuclei(9, 250), _nuclei(14, 100)]
+    purple = np.dstack([_nuclei(200, 90)[..., 0]] * 2 + [_nuclei(230, 160)[..., 0]])
+    got = intensity_range([*images, purple])  # the stained image's top and background ignored
+    assert got == IntensityRange(40.0, 100.0, 14.0, 9.0)
+    assert intensity_range([purple]) is None
+    assert IntensityRange.from_dict(got.to_dict()) == got
+
+
+@pytest.mark.parametrize(
+    ("background", "nucleus", "expected"),
+    [
+        (5, 30, (30.0, 5.0)),  # at the edges of the range: as it is
+        (20, 120, (120.0, 20.0)),
+        (4, 20, (200.0, 40.0)),  # dimmer top: times 200 / 20
+        (60, 240, (185.0, 5.0)),  # raised background: minus 55, the top 185 is in range
+        (45, 60, (200.0, 50.0)),  # both: minus 40 (5, 20), then times 10
+    ],
+)
+def test_fit_exposure(background, nucleus, expected):
+    image = _nuclei(background, nucleus)
+    fitted = fit_exposure(image, TRAINED)
+    assert intensity_stats(fitted) == expected and fitted.dtype == np.uint8
+    assert (fitted is image) == (expected == (float(nucleus), float(background)))
+
+
+def test_stained_images_are_left_as_they_are():
+    dim_purple = np.dstack([_nuclei(20, 5)[..., 0], _nuclei(10, 2)[..., 0], _nuclei(25, 8)[..., 0]])
+    assert fit_exposure(dim_purple, TRAINED) is dim_purple
+
+
+@pytest.mark.parametrize(("exposure", "found"), [("keep", 0), ("fit", 4)])
+def test_prediction_fits_a_dim_image_into_the_trained_range(exposure, found):
+    # the threshold 'network' sees nuclei above half of full scale: at a fifth of the
+    # exposure (top 40 < the trained 200 / 5) none is, fitted all four are
+    dim = _nuclei(2, 44)
+    options = PredictParams(
+        mode="tile", tile_scale=1.0, tile_size=32, tile_overlap=8, tta=False,
+        instances="components", exposure=exposure, min_size=0,
+    )
+    scale = Scale(intensity=IntensityRange(150.0, 220.0, 20.0, 5.0))
+    _, labels = segment(Threshold(), dim, options, 32, torch.device("cpu"), scale=scale)
+    assert labels.max() == found
+
+
+def test_the_model_file_records_the_training_exposures(tmp_path):
+    images, masks = squares(8, 0)
+    images = np.repeat(images[..., :1], 3, axis=3)  # gray: fluorescence (colour noise: stained)
+    params = TrainParams(input="resized", edge=False, batch_size=4, epochs=1, patience=None)
+    tiny = ModelParams(widths=(4, 8), dropouts=(0.0, 0.0))
+    train((images, masks), squares(4, 1), tiny, params, 0, tmp_path / "m.pt")
+    recorded = load_checkpoint(tmp_path / "m.pt").scale.intensity
+    assert recorded == intensity_range(images) and recorded.top_min == 220.0
+
+
+def test_model_files_without_a_range_or_with_a_broken_one(tmp_path):
+    save_model(UNet((4, 8), (0.0, 0.0)), tmp_path / "old.pt", {"input_size": 32})
+    assert load_checkpoint(tmp_path / "old.pt").scale.intensity is None  # fit: nothing to do
+    save_model(UNet((4, 8), (0.0, 0.0)), tmp_path / "bad.pt", {"intensity": {"top_min": 3.0}})
+    with pytest.raises(DataError, match=r"bad\.pt: not an intensity range"):
+        load_checkpoint(tmp_path / "bad.pt")
