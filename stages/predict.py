@@ -18,6 +18,7 @@ from nuclei_unet.io.layout import FULL_DIR, PREDICTIONS_FILE
 from nuclei_unet.io.predictions import save_predictions
 from nuclei_unet.io.prepared import load_prepared
 from nuclei_unet.model.checkpoint import add_predict_settings, load_checkpoint
+from nuclei_unet.model.exposure import fit_exposures
 from nuclei_unet.runtime import resolve_device, resolve_precision
 from nuclei_unet.stage import run_stage, stage_parser
 
@@ -47,9 +48,14 @@ def main(args) -> None:
             probs = np.stack([small[k] for k in ids]) if ids else np.zeros((0, *size), np.float32)
             masks = (probs >= HALF).astype(np.uint8)
         else:
+            images = data.images[data.index(ids)]
+            if params.exposure == "fit":
+                # the range was recorded on these training-size images: fit them as the
+                # full-size path fits whole images
+                images = fit_exposures(images, checkpoint.scale.intensity)
             probs = predict_probs(
-                checkpoint.model, data.images[data.index(ids)], params.batch_size, device=device,
-                dtype=dtype, tta=params.tta, normalize=checkpoint.scale.normalize,
+                checkpoint.model, images, params.batch_size, device=device, dtype=dtype,
+                tta=params.tta, normalize=checkpoint.scale.normalize,
             )
             masks = threshold(probs, params.threshold)
         save_predictions(out / PREDICTIONS_FILE, ids, probs, masks)

@@ -13,6 +13,7 @@ from nuclei_unet.model.checkpoint import Scale, load_checkpoint, save_model
 from nuclei_unet.model.exposure import (
     IntensityRange,
     fit_exposure,
+    fit_exposures,
     intensity_range,
     intensity_stats,
 )
@@ -62,6 +63,14 @@ def test_fit_exposure(background, nucleus, expected):
 def test_stained_images_are_left_as_they_are():
     dim_purple = np.dstack([_nuclei(20, 5)[..., 0], _nuclei(10, 2)[..., 0], _nuclei(25, 8)[..., 0]])
     assert fit_exposure(dim_purple, TRAINED) is dim_purple
+
+
+def test_a_batch_is_copied_only_when_an_image_changes():
+    typical, dim = _nuclei(5, 100), _nuclei(4, 20)
+    batch = np.stack([typical, typical])
+    assert fit_exposures(batch, TRAINED) is batch and fit_exposures(batch, None) is batch
+    fitted = fit_exposures(np.stack([typical, dim]), TRAINED)
+    assert np.array_equal(fitted[0], typical) and intensity_stats(fitted[1]) == (200.0, 40.0)
 
 
 @pytest.mark.parametrize(("exposure", "found"), [("keep", 0), ("fit", 4)])

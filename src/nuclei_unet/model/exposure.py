@@ -110,3 +110,15 @@ def fit_exposure(image: np.ndarray, trained: IntensityRange) -> np.ndarray:
         # a black image has no top to scale: it stays black
         x *= np.float32(trained.top_median / max(top, 1.0))
     return np.clip(np.rint(x), 0, 255).astype(np.uint8)
+
+
+def fit_exposures(images: np.ndarray, trained: IntensityRange | None) -> np.ndarray:
+    """``(N, H, W, 3) uint8``, each image by :func:`fit_exposure`: the same array when
+    ``trained`` is None or no image leaves the range, else a new one."""
+    if trained is None:
+        return images
+    views = list(images)  # one view per image: fit_exposure returns it when unchanged
+    fitted = [fit_exposure(view, trained) for view in views]
+    if all(f is view for f, view in zip(fitted, views)):
+        return images
+    return np.stack(fitted)
