@@ -16,7 +16,10 @@ core = pytest.importorskip("bioimageio.core", reason="the bioimageio extra is no
 
 
 # the exposures of stage1_train's fluorescence training images (seed split), as train records them
-STAGE1 = {"top_min": 27.0, "top_median": 98.0, "background_max": 44.0, "background_median": 6.0}
+STAGE1 = {
+    "fluorescence": {"top_min": 27.0, "top_median": 98.0, "background_max": 44.0, "background_median": 6.0},
+    "stained": {"top_min": 184.0, "top_median": 192.7, "background_max": 231.0, "background_median": 181.0},
+}
 # a model of the resized input, and one of native crops with the edge class (two channels)
 # trained on percentile-stretched images
 MODELS = {
@@ -74,7 +77,8 @@ def test_the_package_says_what_it_needs(package):
     assert channels in (["nucleus"], ["nucleus", "edge"])
     if channels == ["nucleus", "edge"]:
         assert "channel `edge`" in readme and "median nucleus is 20 px" in readme
-        assert "gray values was at least 27 (median 98) and the median at most 44 (median 6)" in readme
+        assert ("for fluorescence images: at least 27 (median 98), their median at most 44 "
+                "(median 6); stained images: at least 184 (median 192.7).") in readme
     else:
         assert "resizes whole images to that size" in readme
         assert "the training images' range was not recorded" in readme

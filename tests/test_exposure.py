@@ -14,13 +14,18 @@ from nuclei_unet.model.exposure import (
     IntensityRange,
     fit_exposure,
     fit_exposures,
-    intensity_range,
+    intensity_ranges,
     intensity_stats,
+    ranges_from_dict,
+    ranges_to_dict,
 )
 from nuclei_unet.model.unet import UNet
 from nuclei_unet.train.loop import train
 
-TRAINED = IntensityRange(top_min=30.0, top_median=200.0, background_max=20.0, background_median=5.0)
+FLUO = IntensityRange(top_min=30.0, top_median=200.0, background_max=20.0, background_median=5.0)
+# a stained image's median is its tissue: background_max below it must not subtract anything
+STAINED = IntensityRange(top_min=170.0, top_median=180.0, background_max=40.0, background_median=30.0)
+TRAINED = {"fluorescence": FLUO, "stained": STAINED}
 
 
 def _nuclei(background: int, nucleus: int) -> np.ndarray:
@@ -34,13 +39,23 @@ def _nuclei(background: int, nucleus: int) -> np.ndarray:
     return np.repeat(gray[..., None], 3, axis=2)
 
 
-def test_the_range_of_the_fluorescence_images_only():
-    images = [_nuclei(2, 40), _nuclei(9, 250), _nuclei(14, 100)]
-    purple = np.dstack([_nuclei(200, 90)[..., 0]] * 2 + [_nuclei(230, 160)[..., 0]])
-    got = intensity_range([*images, purple])  # the stained image's top and background ignored
-    assert got == IntensityRange(40.0, 100.0, 14.0, 9.0)
-    assert intensity_range([purple]) is None
-    assert IntensityRange.from_dict(got.to_dict()) == got
+def _purple(background: int, nucleus: int) -> np.ndarray:
+    """A stained-looking ``(96, 96, 3) uint8`` image: :func:`_nuclei` in red and green, 30
+    levels more in blue, so its gray values are 10 above ``background`` and ``nucleus``."""
+    red = _nuclei(background, nucleus)[..., 0]
+    return np.dstack([red, red, _nuclei(background + 30, nucleus + 30)[..., 0]])
+
+
+def test_the_range_of_each_kind():
+    gray = [_nuclei(2, 40), _nuclei(9, 250), _nuclei(14, 100)]
+    purple = [_purple(200, 90), _purple(170, 60)]  # dark nuclei on light tissue: top = light
+    got = intensity_ranges([*gray, *purple])
+    assert got == {
+        "fluorescence": IntensityRange(40.0, 100.0, 14.0, 9.0),
+        "stained": IntensityRange(180.0, 195.0, 210.0, 195.0),
+    }
+    assert intensity_ranges(purple).keys() == {"stained"} and intensity_ranges([]) == {}
+    assert ranges_from_dict(ranges_to_dict(got)) == got
 
 
 @pytest.mark.parametrize(
@@ -53,22 +68,34 @@ def test_the_range_of_the_fluorescence_images_only():
         (45, 60, (200.0, 50.0)),  # both: minus 40 (5, 20), then times 10
     ],
 )
-def test_fit_exposure(background, nucleus, expected):
+def test_fit_exposure(background, nucleus, expected, caplog):
     image = _nuclei(background, nucleus)
-    fitted = fit_exposure(image, TRAINED)
+    with caplog.at_level("INFO", logger="nuclei_unet.model.exposure"):
+        fitted = fit_exposure(image, TRAINED)
     assert intensity_stats(fitted) == expected and fitted.dtype == np.uint8
-    assert (fitted is image) == (expected == (float(nucleus), float(background)))
+    unchanged = expected == (float(nucleus), float(background))
+    assert (fitted is image) == unchanged
+    # what was done is said in plain words, and only when something was done
+    said = caplog.text
+    assert ("subtracted" in said) == (background > FLUO.background_max)
+    assert ("scaled x" in said) == (not unchanged and expected[0] == FLUO.top_median)
 
 
-def test_stained_images_are_left_as_they_are():
-    dim_purple = np.dstack([_nuclei(20, 5)[..., 0], _nuclei(10, 2)[..., 0], _nuclei(25, 8)[..., 0]])
-    assert fit_exposure(dim_purple, TRAINED) is dim_purple
+def test_a_dim_stained_image_is_scaled_and_nothing_subtracted(caplog):
+    dim = _purple(50, 20)  # gray: light 60 < 170, tissue median 60 > 40 (not a background)
+    with caplog.at_level("INFO", logger="nuclei_unet.model.exposure"):
+        fitted = fit_exposure(dim, TRAINED)
+    assert intensity_stats(fitted) == (180.0, 180.0)  # times 180 / 60: blue 80 -> 240, unclipped
+    assert "stained image's top at 60" in caplog.text and "subtracted" not in caplog.text
+    typical = _purple(190, 80)
+    assert fit_exposure(typical, TRAINED) is typical
+    assert fit_exposure(dim, {"fluorescence": FLUO}) is dim  # no range for its kind
 
 
 def test_a_batch_is_copied_only_when_an_image_changes():
     typical, dim = _nuclei(5, 100), _nuclei(4, 20)
     batch = np.stack([typical, typical])
-    assert fit_exposures(batch, TRAINED) is batch and fit_exposures(batch, None) is batch
+    assert fit_exposures(batch, TRAINED) is batch and fit_exposures(batch, {}) is batch
     fitted = fit_exposures(np.stack([typical, dim]), TRAINED)
     assert np.array_equal(fitted[0], typical) and intensity_stats(fitted[1]) == (200.0, 40.0)
 
@@ -82,7 +109,7 @@ def test_prediction_fits_a_dim_image_into_the_trained_range(exposure, found):
         mode="tile", tile_scale=1.0, tile_size=32, tile_overlap=8, tta=False,
         instances="components", exposure=exposure, min_size=0,
     )
-    scale = Scale(intensity=IntensityRange(150.0, 220.0, 20.0, 5.0))
+    scale = Scale(intensity={"fluorescence": IntensityRange(150.0, 220.0, 20.0, 5.0)})
     _, labels = segment(Threshold(), dim, options, 32, torch.device("cpu"), scale=scale)
     assert labels.max() == found
 
@@ -94,12 +121,16 @@ def test_the_model_file_records_the_training_exposures(tmp_path):
     tiny = ModelParams(widths=(4, 8), dropouts=(0.0, 0.0))
     train((images, masks), squares(4, 1), tiny, params, 0, tmp_path / "m.pt")
     recorded = load_checkpoint(tmp_path / "m.pt").scale.intensity
-    assert recorded == intensity_range(images) and recorded.top_min == 220.0
+    assert recorded == intensity_ranges(images) and recorded["fluorescence"].top_min == 220.0
 
 
 def test_model_files_without_a_range_or_with_a_broken_one(tmp_path):
     save_model(UNet((4, 8), (0.0, 0.0)), tmp_path / "old.pt", {"input_size": 32})
-    assert load_checkpoint(tmp_path / "old.pt").scale.intensity is None  # fit: nothing to do
-    save_model(UNet((4, 8), (0.0, 0.0)), tmp_path / "bad.pt", {"intensity": {"top_min": 3.0}})
-    with pytest.raises(DataError, match=r"bad\.pt: not an intensity range"):
-        load_checkpoint(tmp_path / "bad.pt")
+    assert load_checkpoint(tmp_path / "old.pt").scale.intensity == {}  # fit: nothing to do
+    for name, broken in [
+        ("flat.pt", {"top_min": 3.0}),  # not by kind
+        ("short.pt", {"fluorescence": {"top_min": 3.0}}),  # a range without its other fields
+    ]:
+        save_model(UNet((4, 8), (0.0, 0.0)), tmp_path / name, {"intensity": broken})
+        with pytest.raises(DataError, match=rf"{name.replace('.', '[.]')}: not (an )?intensity range"):
+            load_checkpoint(tmp_path / name)

@@ -235,10 +235,10 @@ class PredictParams(Section):
     )
     tta: bool = Field(True, description="average the 8 flips/rotations of each image")
     exposure: Literal["keep", "fit"] = Field(
-        "fit", description="fit: a fluorescence image dimmer than any the model trained on "
-        "(99.9th percentile) is scaled to their median, one on a brighter background (median) "
-        "has the excess subtracted first; images in the trained range stay as they are. keep: "
-        "every image as it is (the previous rule)"
+        "fit", description="fit: an image dimmer than any of its kind the model trained on "
+        "(99.9th percentile) is scaled to their median, a fluorescence image on a brighter "
+        "background (median) has the excess subtracted first; images in the trained range stay "
+        "as they are. keep: every image as it is (the previous rule)"
     )
     mode: Literal["resize", "tile", "scaled"] = Field(
         "scaled", description="resize: predict at the training size and resize back; "

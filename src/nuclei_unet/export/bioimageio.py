@@ -144,16 +144,20 @@ def _how_to_use(net: UNet, payload: dict) -> dict[str, str]:
 
 def _exposure_line(intensity: dict | None) -> str:
     """The documentation's line on the exposures the model trained on (the model file's
-    :class:`..model.exposure.IntensityRange`, when it has one)."""
-    if intensity is None:
+    :class:`..model.exposure.IntensityRange` by kind, when it has them)."""
+    if not intensity:
         return "Exposure: the training images' range was not recorded."
+    kinds = "; ".join(
+        f"{kind} images: at least {r['top_min']:g} (median {r['top_median']:g})"
+        + (f", their median at most {r['background_max']:g} (median {r['background_median']:g})"
+           if kind == "fluorescence" else "")
+        for kind, r in sorted(intensity.items())
+    )
     return (
-        "Exposure: on its fluorescence training images (gray, dark background) the 99.9th "
-        f"percentile of the gray values was at least {intensity['top_min']:g} (median "
-        f"{intensity['top_median']:g}) and the median at most {intensity['background_max']:g} "
-        f"(median {intensity['background_median']:g}). nuclei-unet brings a fluorescence image "
-        "outside that range into it before predicting (`predict.exposure: fit`): the excess "
-        "background subtracted, a dimmer image scaled to the median; do the same here."
+        "Exposure: the 99.9th percentile of the training images' gray values was, for "
+        f"{kinds}. nuclei-unet brings an image outside its kind's range into it before "
+        "predicting (`predict.exposure: fit`): a fluorescence image's excess background "
+        "subtracted, then a dimmer image scaled to the median; do the same here."
     )
 
 

@@ -143,7 +143,7 @@ def predict_full(
     native scale).
     """
     factor = None
-    if options.exposure == "fit" and scale.intensity is not None:
+    if options.exposure == "fit":
         image = fit_exposure(image, scale.intensity)
     if options.mode == "resize":
         # normalised at the training size, as the training images were

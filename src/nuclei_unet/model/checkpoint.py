@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -17,7 +18,7 @@ from nuclei_unet.config.load import build
 from nuclei_unet.config.schema import PredictParams
 from nuclei_unet.errors import DataError
 from nuclei_unet.io.files import atomic_path
-from nuclei_unet.model.exposure import IntensityRange
+from nuclei_unet.model.exposure import IntensityRange, ranges_from_dict
 from nuclei_unet.model.preprocess import NORMALIZE_RULES, preprocessing
 from nuclei_unet.model.unet import UNet, fuse_batch_norm
 
@@ -73,12 +74,12 @@ class Scale:
     trained on the native set (then ``diameter``, the nucleus size in px it was trained at;
     None: the images' own scale), ``normalize``, the rule that brings each image to its
     input range (:func:`..preprocess.normalize_image`), and ``intensity``, the exposures of its
-    fluorescence training images (None: not recorded, files from before it, or none)."""
+    training images by kind (empty: not recorded, as in files from before it)."""
 
     native: bool = False
     diameter: float | None = None
     normalize: str = "none"
-    intensity: IntensityRange | None = None
+    intensity: Mapping[str, IntensityRange] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
@@ -112,14 +113,11 @@ def normalize_rule(payload: dict[str, Any], path: str | Path) -> str:
     return rule
 
 
-def intensity_of(payload: dict[str, Any], path: str | Path) -> IntensityRange | None:
-    """The :class:`IntensityRange` a model file recorded (None when it has none); a malformed
-    one is a DataError naming the file."""
-    stored = payload.get("intensity")
-    if stored is None:
-        return None
+def intensity_of(payload: dict[str, Any], path: str | Path) -> dict[str, IntensityRange]:
+    """The :class:`IntensityRange` by kind a model file recorded (empty when it has none); a
+    malformed record is a DataError naming the file."""
     try:
-        return IntensityRange.from_dict(stored)
+        return ranges_from_dict(payload.get("intensity", {}))
     except ValueError as exc:
         raise DataError(f"{path}: {exc}") from exc
 

@@ -1,28 +1,32 @@
 """The exposures a model trained on, and fitting another camera's image into them.
 
-A model trained with ``model.normalize: none`` learns stage1_train's exposures: a fluorescence
-image recorded at a fifth of the gain, or on a raised background, can come out with no nucleus
-found (README, "Other cameras"). The train stage records the range of its fluorescence
-training images (:class:`IntensityRange`, in the model file); with ``predict.exposure: fit``
-an image outside that range is brought into it before the network sees it
-(:func:`fit_exposure`), and an image inside it is left exactly as it is, so nothing changes for
-images like the training ones.
+A model trained with ``model.normalize: none`` learns stage1_train's exposures: an image
+recorded at a fifth of the gain, or a fluorescence image on a raised background, can come out
+with no nucleus found (README, "Other cameras"). The train stage records the range of its
+training images of each kind (:class:`IntensityRange`, in the model file); with
+``predict.exposure: fit`` an image outside its kind's range is brought into it before the
+network sees it (:func:`fit_exposure`), and an image inside it is left exactly as it is, so
+nothing changes for images like the training ones.
 
 Each image is summed up by two figures of its gray values (the mean of its channels): its
-99.9th percentile (``top``: its brightest nuclei) and its median (``background``).
+99.9th percentile (``top``: a fluorescence image's brightest nuclei, a stained image's light)
+and its median (``background``: a fluorescence image's dark background; a stained image's
+median is its tissue, so only fluorescence images have a background to subtract).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+import logging
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
 
-from nuclei_unet.data.kinds import FLUORESCENCE, image_kind
+from nuclei_unet.data.kinds import FLUORESCENCE, KINDS, image_kind
 
 TOP_PERCENTILE = 99.9
+log = logging.getLogger(__name__)
 
 
 def intensity_stats(image: np.ndarray) -> tuple[float, float]:
@@ -41,7 +45,7 @@ def intensity_stats(image: np.ndarray) -> tuple[float, float]:
 
 @dataclasses.dataclass(frozen=True)
 class IntensityRange:
-    """What a model's fluorescence training images spanned, in gray levels: the dimmest
+    """What a model's training images of one kind spanned, in gray levels: the dimmest
     image's ``top`` and the median ``top``, the brightest ``background`` and the median
     ``background`` (:func:`intensity_stats`)."""
 
@@ -63,30 +67,50 @@ class IntensityRange:
             raise ValueError(f"not an intensity range: {values!r}") from exc
 
 
-def intensity_range(images: Iterable[np.ndarray]) -> IntensityRange | None:
-    """The :class:`IntensityRange` of the fluorescence images among ``(H, W, 3) uint8``
-    ``images`` (stained and brightfield ones are skipped: their exposure is their white
-    background); None when there is none."""
-    stats = [intensity_stats(image) for image in images if image_kind(image) == FLUORESCENCE]
-    if not stats:
-        return None
-    top, background = np.array(stats, dtype=np.float64).T
-    return IntensityRange(
-        float(top.min()), float(np.median(top)), float(background.max()),
-        float(np.median(background)),
-    )
+Ranges = Mapping[str, IntensityRange]  # by image kind (:data:`..data.kinds.KINDS`)
 
 
-def fit_exposure(image: np.ndarray, trained: IntensityRange) -> np.ndarray:
-    """``(H, W, 3) uint8`` brought into the ``trained`` range, as ``(H, W, 3) uint8``.
+def intensity_ranges(images: Iterable[np.ndarray]) -> dict[str, IntensityRange]:
+    """The :class:`IntensityRange` of each kind among ``(H, W, 3) uint8`` ``images``, by
+    kind; a kind with no image has none."""
+    stats: dict[str, list[tuple[float, float]]] = {}
+    for image in images:
+        stats.setdefault(image_kind(image), []).append(intensity_stats(image))
+    ranges = {}
+    for kind, values in stats.items():
+        top, background = np.array(values, dtype=np.float64).T
+        ranges[kind] = IntensityRange(
+            float(top.min()), float(np.median(top)), float(background.max()),
+            float(np.median(background)),
+        )
+    return ranges
+
+
+def ranges_to_dict(ranges: Ranges) -> dict[str, dict[str, float]]:
+    """The model file's form of :func:`intensity_ranges`."""
+    return {kind: r.to_dict() for kind, r in ranges.items()}
+
+
+def ranges_from_dict(values: Any) -> dict[str, IntensityRange]:
+    """The inverse of :func:`ranges_to_dict`; an unknown kind or a malformed range raises
+    ValueError."""
+    if not isinstance(values, dict) or not set(values) <= set(KINDS):
+        raise ValueError(f"not intensity ranges by kind {KINDS}: {values!r}")
+    return {kind: IntensityRange.from_dict(r) for kind, r in values.items()}
+
+
+def fit_exposure(image: np.ndarray, trained: Ranges) -> np.ndarray:
+    """``(H, W, 3) uint8`` brought into the ``trained`` range of its kind, as ``(H, W, 3)
+    uint8``.
 
     A fluorescence image whose background is brighter than any training image's first has
-    the excess over the median background subtracted; one whose top is then dimmer than any
-    training image's is scaled so that its top is the median top. Any other image, and every
-    stained or brightfield image, is returned unchanged (the same array).
+    the excess over the median background subtracted. An image of either kind whose top is
+    then dimmer than any training image's of its kind is scaled so that its top is their
+    median top. Any other image, and any image of a kind with no range, is returned unchanged
+    (the same array).
 
-    >>> trained = IntensityRange(top_min=30.0, top_median=100.0, background_max=40.0,
-    ...                          background_median=5.0)
+    >>> trained = {"fluorescence": IntensityRange(top_min=30.0, top_median=100.0,
+    ...                                           background_max=40.0, background_median=5.0)}
     >>> dim = np.full((100, 100, 3), 2, np.uint8); dim[:5, :10] = 20
     >>> intensity_stats(fit_exposure(dim, trained))  # top 20 < 30: times 5
     (100.0, 10.0)
@@ -97,26 +121,36 @@ def fit_exposure(image: np.ndarray, trained: IntensityRange) -> np.ndarray:
     >>> fit_exposure(typical, trained) is typical
     True
     """
-    if image_kind(image) != FLUORESCENCE:
+    kind = image_kind(image)
+    if kind not in trained:
         return image
+    limits = trained[kind]
     top, background = intensity_stats(image)
-    if background <= trained.background_max and top >= trained.top_min:
+    raised = kind == FLUORESCENCE and background > limits.background_max
+    if not raised and top >= limits.top_min:
         return image
     x = image.astype(np.float32)
-    if background > trained.background_max:
-        x -= np.float32(background - trained.background_median)
+    if raised:
+        log.info(
+            "background %.0f is brighter than any training image's (%.0f): %.0f subtracted",
+            background, limits.background_max, background - limits.background_median,
+        )
+        x -= np.float32(background - limits.background_median)
         top, _ = intensity_stats(np.clip(x, 0, 255))
-    if top < trained.top_min:
+    if top < limits.top_min:
         # a black image has no top to scale: it stays black
-        x *= np.float32(trained.top_median / max(top, 1.0))
+        gain = limits.top_median / max(top, 1.0)
+        log.info(
+            "%s image's top at %.0f, dimmer than any training image's (%.0f): scaled x%.2f",
+            kind, top, limits.top_min, gain,
+        )
+        x *= np.float32(gain)
     return np.clip(np.rint(x), 0, 255).astype(np.uint8)
 
 
-def fit_exposures(images: np.ndarray, trained: IntensityRange | None) -> np.ndarray:
-    """``(N, H, W, 3) uint8``, each image by :func:`fit_exposure`: the same array when
-    ``trained`` is None or no image leaves the range, else a new one."""
-    if trained is None:
-        return images
+def fit_exposures(images: np.ndarray, trained: Ranges) -> np.ndarray:
+    """``(N, H, W, 3) uint8``, each image by :func:`fit_exposure`: the same array when no
+    image leaves its range, else a new one."""
     views = list(images)  # one view per image: fit_exposure returns it when unchanged
     fitted = [fit_exposure(view, trained) for view in views]
     if all(f is view for f, view in zip(fitted, views)):

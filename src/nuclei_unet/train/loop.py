@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader
 from nuclei_unet.config.schema import ModelParams, TrainParams
 from nuclei_unet.data.native import NativeSample
 from nuclei_unet.model.checkpoint import save_model
-from nuclei_unet.model.exposure import intensity_range
+from nuclei_unet.model.exposure import intensity_ranges, ranges_to_dict
 from nuclei_unet.model.unet import UNet, count_parameters
 from nuclei_unet.runtime import (
     resolve_device,
@@ -248,8 +248,8 @@ def details(result: TrainResult, n_train: int) -> dict[str, float | str]:
 
 def _model_extra(train_data: TrainData, params: TrainParams, state: LoopState) -> dict:
     """What the model file records beside the weights: the best epoch, the input size, the
-    exposures of its fluorescence training images (:func:`..model.exposure.intensity_range`,
-    as trained: before any augmentation or normalisation) and, for a model trained on native
+    exposures of its training images by kind (:func:`..model.exposure.intensity_ranges`, as
+    trained: before any augmentation or normalisation) and, for a model trained on native
     crops, the nucleus diameter its images were rescaled to."""
     extra = {"epoch": state.best_epoch, "val_loss": state.best_loss}
     if params.input == "crops":
@@ -258,8 +258,7 @@ def _model_extra(train_data: TrainData, params: TrainParams, state: LoopState) -
     else:
         images = list(train_data[0])
         extra.update(input_size=int(train_data[0].shape[2]))
-    trained = intensity_range(images)
-    return {**extra, "intensity": None if trained is None else trained.to_dict()}
+    return {**extra, "intensity": ranges_to_dict(intensity_ranges(images))}
 
 
 def train(
