@@ -8,8 +8,8 @@ models/model.pt`` segments as that stage did without any flag.
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
