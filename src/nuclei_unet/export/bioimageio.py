@@ -22,6 +22,7 @@ from bioimageio.spec.model import v0_5 as bmz
 from PIL import Image
 
 from nuclei_unet.config.schema import SyntheticParams
+from nuclei_unet.data.kinds import FLUORESCENCE
 from nuclei_unet.data.synthetic import generate_image
 from nuclei_unet.errors import NucleiError
 from nuclei_unet.model.checkpoint import architecture, load_network, normalize_rule
@@ -150,7 +151,7 @@ def _exposure_line(intensity: dict | None) -> str:
     kinds = "; ".join(
         f"{kind} images: at least {r['top_min']:g} (median {r['top_median']:g})"
         + (f", their median at most {r['background_max']:g} (median {r['background_median']:g})"
-           if kind == "fluorescence" else "")
+           if kind == FLUORESCENCE else "")
         for kind, r in sorted(intensity.items())
     )
     return (
