@@ -52,7 +52,7 @@ def main(args) -> None:
             if params.exposure == "fit":
                 # the range was recorded on these training-size images: fit them as the
                 # full-size path fits whole images
-                images = fit_exposures(images, checkpoint.scale.intensity)
+                images = fit_exposures(images, checkpoint.scale.intensity, ids)
             probs = predict_probs(
                 checkpoint.model, images, params.batch_size, device=device, dtype=dtype,
                 tta=params.tta, normalize=checkpoint.scale.normalize,

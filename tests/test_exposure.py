@@ -7,6 +7,7 @@ import torch
 from conftest import Threshold, disc, squares
 
 from nuclei_unet.config.schema import ModelParams, PredictParams, TrainParams
+from nuclei_unet.data.native import NativeSample
 from nuclei_unet.errors import DataError
 from nuclei_unet.infer.segment import segment
 from nuclei_unet.model.checkpoint import Scale, load_checkpoint, save_model
@@ -58,6 +59,20 @@ def test_the_range_of_each_kind():
     assert ranges_from_dict(ranges_to_dict(got)) == got
 
 
+def test_kinds_given_are_used_not_found_again():
+    gray = [_nuclei(2, 40), _nuclei(9, 250)]
+    # the second image's original was stained (as the native set stores it): its range is
+    got = intensity_ranges(gray, ["fluorescence", "stained"])
+    assert got == {
+        "fluorescence": IntensityRange(40.0, 40.0, 2.0, 2.0),
+        "stained": IntensityRange(250.0, 250.0, 9.0, 9.0),
+    }
+    with pytest.raises(ValueError, match="1 kinds for 2 images"):
+        intensity_ranges(gray, ["fluorescence"])
+    with pytest.raises(ValueError, match="not an image kind.*'brightfield'"):
+        intensity_ranges(gray, ["fluorescence", "brightfield"])
+
+
 @pytest.mark.parametrize(
     ("background", "nucleus", "expected"),
     [
@@ -71,7 +86,7 @@ def test_the_range_of_each_kind():
 def test_fit_exposure(background, nucleus, expected, caplog):
     image = _nuclei(background, nucleus)
     with caplog.at_level("INFO", logger="nuclei_unet.model.exposure"):
-        fitted = fit_exposure(image, TRAINED)
+        fitted = fit_exposure(image, TRAINED, "cells.tif")
     assert intensity_stats(fitted) == expected and fitted.dtype == np.uint8
     unchanged = expected == (float(nucleus), float(background))
     assert (fitted is image) == unchanged
@@ -79,6 +94,8 @@ def test_fit_exposure(background, nucleus, expected, caplog):
     said = caplog.text
     assert ("subtracted" in said) == (background > FLUO.background_max)
     assert ("scaled x" in said) == (not unchanged and expected[0] == FLUO.top_median)
+    # each line names the file, so a user sees which of their images were fitted
+    assert all(r.getMessage().startswith("cells.tif: ") for r in caplog.records)
 
 
 def test_a_dim_stained_image_is_scaled_and_nothing_subtracted(caplog):
@@ -100,8 +117,19 @@ def test_a_batch_is_copied_only_when_an_image_changes():
     assert np.array_equal(fitted[0], typical) and intensity_stats(fitted[1]) == (200.0, 40.0)
 
 
+def test_a_batch_logs_each_fitted_image_by_name(caplog):
+    batch = np.stack([_nuclei(5, 100), _nuclei(4, 20), _nuclei(4, 20)])
+    with caplog.at_level("INFO", logger="nuclei_unet.model.exposure"):
+        fit_exposures(batch, TRAINED, ["a", "b", "c"])
+        fit_exposures(batch[:2], TRAINED)
+    names = [r.getMessage().split(":")[0] for r in caplog.records]
+    assert names == ["b", "c", "image 1"]
+    with pytest.raises(ValueError, match="2 names for 3 images"):
+        fit_exposures(batch, TRAINED, ["a", "b"])
+
+
 @pytest.mark.parametrize(("exposure", "found"), [("keep", 0), ("fit", 4)])
-def test_prediction_fits_a_dim_image_into_the_trained_range(exposure, found):
+def test_prediction_fits_a_dim_image_into_the_trained_range(exposure, found, caplog):
     # the threshold 'network' sees nuclei above half of full scale: these at 44 (below the
     # trained minimum top of 150) are not seen as they are; fitted to the median 220, all four are
     dim = _nuclei(2, 44)
@@ -110,8 +138,12 @@ def test_prediction_fits_a_dim_image_into_the_trained_range(exposure, found):
         instances="components", exposure=exposure, min_size=0,
     )
     scale = Scale(intensity={"fluorescence": IntensityRange(150.0, 220.0, 20.0, 5.0)})
-    _, labels = segment(Threshold(), dim, options, 32, torch.device("cpu"), scale=scale)
+    with caplog.at_level("INFO", logger="nuclei_unet.model.exposure"):
+        _, labels = segment(
+            Threshold(), dim, options, 32, torch.device("cpu"), scale=scale, name="dim.png"
+        )
     assert labels.max() == found
+    assert ("dim.png: fluorescence image's top at 44" in caplog.text) == (exposure == "fit")
 
 
 def test_the_model_file_records_the_training_exposures(tmp_path):
@@ -122,6 +154,27 @@ def test_the_model_file_records_the_training_exposures(tmp_path):
     train((images, masks), squares(4, 1), tiny, params, 0, tmp_path / "m.pt")
     recorded = load_checkpoint(tmp_path / "m.pt").scale.intensity
     assert recorded == intensity_ranges(images) and recorded["fluorescence"].top_min == 220.0
+
+
+def test_a_crops_model_records_each_image_under_its_stored_kind(tmp_path):
+    # prepare stored the kind of each original image; the rescaled one may look otherwise,
+    # and predict will see the original: the stored kind decides
+    samples = []
+    for i, (nucleus, stained) in enumerate([(60, False), (90, False), (200, True)]):
+        target = np.zeros((64, 64), np.uint8)
+        target[16:40, 16:40] = 1
+        image = np.where(target[..., None] == 1, nucleus, 3 + i).astype(np.uint8)
+        samples.append(NativeSample(np.repeat(image, 3, axis=2), target, 1.0, stained, 20.0))
+    params = TrainParams(
+        input="crops", crop_size=32, crops_per_image=1, edge=False, batch_size=3, epochs=1,
+        patience=None,
+    )
+    tiny = ModelParams(widths=(4, 8), dropouts=(0.0, 0.0))
+    train(samples, samples[:1], tiny, params, 0, tmp_path / "m.pt")
+    assert load_checkpoint(tmp_path / "m.pt").scale.intensity == {
+        "fluorescence": IntensityRange(60.0, 75.0, 4.0, 3.5),
+        "stained": IntensityRange(200.0, 200.0, 5.0, 5.0),
+    }
 
 
 def test_model_files_without_a_range_or_with_a_broken_one(tmp_path):

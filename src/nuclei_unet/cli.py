@@ -172,7 +172,8 @@ def predict_command(args: argparse.Namespace) -> int:
             failed.append(path)
             continue
         mask, labels = segment(
-            model, image, options, checkpoint.input_size, device, dtype, checkpoint.scale
+            model, image, options, checkpoint.input_size, device, dtype, checkpoint.scale,
+            path.name,
         )
         write_formats(out, path.stem, image, mask, labels, formats, pixel_size)
         table.add(path.name, labels, image)

@@ -130,13 +130,14 @@ def estimate_scale(
 def predict_full(
     model: nn.Module, image: np.ndarray, options: PredictParams, input_size: int,
     device: torch.device, dtype: torch.dtype = torch.float32, scale: Scale = Scale(),
+    name: str = "image",
 ) -> tuple[np.ndarray, float | None]:
     """Probability maps ``(M, H, W) float32`` for ``(H, W, 3) uint8`` at its own size (the
     foreground and, for an edge model, the edge class), and the factor the image was rescaled
     by to bring its nuclei to the model's size (``scaled`` mode; None for the others).
 
     With ``options.exposure`` ``fit``, an image outside the exposures the model trained on is
-    first brought into them (:func:`..model.exposure.fit_exposure`).
+    first brought into them (:func:`..model.exposure.fit_exposure`, logged under ``name``).
     ``resize``: predict at the training size, resize back. ``tile``: overlap-tile at
     ``options.tile_scale``. ``scaled``: overlap-tile at the scale that brings the nuclei to the
     model's training size (:func:`estimate_scale`; the image's own scale for a model trained at
@@ -144,7 +145,7 @@ def predict_full(
     """
     factor = None
     if options.exposure == "fit":
-        image = fit_exposure(image, scale.intensity)
+        image = fit_exposure(image, scale.intensity, name)
     if options.mode == "resize":
         # normalised at the training size, as the training images were
         small = resize_image(image, input_size)[None]
@@ -178,10 +179,12 @@ def predict_full(
 def segment(
     model: nn.Module, image: np.ndarray, options: PredictParams, input_size: int,
     device: torch.device, dtype: torch.dtype = torch.float32, scale: Scale = Scale(),
+    name: str = "image",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Mask ``(H, W) uint8`` 0/1 and instance labels ``(H, W)`` of one image: uint16, or
-    uint32 past 65,535 nuclei. Objects under :func:`kept_min_size` px are dropped."""
-    maps, factor = predict_full(model, image, options, input_size, device, dtype, scale)
+    """Mask ``(H, W) uint8`` 0/1 and instance labels ``(H, W)`` of one image (``name`` in the
+    log): uint16, or uint32 past 65,535 nuclei. Objects under :func:`kept_min_size` px are
+    dropped."""
+    maps, factor = predict_full(model, image, options, input_size, device, dtype, scale, name)
     labels = label_nuclei(maps, options, scale.diameter, factor)
     return (maps[0] > options.threshold).astype(np.uint8), labels
 
@@ -226,7 +229,7 @@ def predict_full_res(
     small: dict[str, np.ndarray] = {}
     for sample in tqdm(samples, desc=f"full resolution ({options.mode})", unit="img"):
         mask, labels = segment(
-            model, read_image(sample.image), options, input_size, device, dtype, scale
+            model, read_image(sample.image), options, input_size, device, dtype, scale, sample.id
         )
         save_segmentation(out_dir, sample.id, mask, labels)
         rows += submission_rows(sample.id, labels)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -70,12 +70,22 @@ class IntensityRange:
 Ranges = Mapping[str, IntensityRange]  # by image kind (:data:`..data.kinds.KINDS`)
 
 
-def intensity_ranges(images: Iterable[np.ndarray]) -> dict[str, IntensityRange]:
+def intensity_ranges(
+    images: Iterable[np.ndarray], kinds: Iterable[str] | None = None
+) -> dict[str, IntensityRange]:
     """The :class:`IntensityRange` of each kind among ``(H, W, 3) uint8`` ``images``, by
-    kind; a kind with no image has none."""
+    kind; a kind with no image has none. ``kinds``: each image's kind as already known (the
+    native set stores the kind of the original image, which is what predict will see); None:
+    :func:`..data.kinds.image_kind` of each image."""
+    images = list(images)
+    kinds = [image_kind(image) for image in images] if kinds is None else list(kinds)
+    if len(kinds) != len(images):
+        raise ValueError(f"{len(kinds)} kinds for {len(images)} images")
     stats: dict[str, list[tuple[float, float]]] = {}
-    for image in images:
-        stats.setdefault(image_kind(image), []).append(intensity_stats(image))
+    for image, kind in zip(images, kinds):
+        if kind not in KINDS:
+            raise ValueError(f"not an image kind {KINDS}: {kind!r}")
+        stats.setdefault(kind, []).append(intensity_stats(image))
     ranges = {}
     for kind, values in stats.items():
         top, background = np.array(values, dtype=np.float64).T
@@ -99,9 +109,10 @@ def ranges_from_dict(values: Any) -> dict[str, IntensityRange]:
     return {kind: IntensityRange.from_dict(r) for kind, r in values.items()}
 
 
-def fit_exposure(image: np.ndarray, trained: Ranges) -> np.ndarray:
+def fit_exposure(image: np.ndarray, trained: Ranges, name: str = "image") -> np.ndarray:
     """``(H, W, 3) uint8`` brought into the ``trained`` range of its kind, as ``(H, W, 3)
-    uint8``.
+    uint8``; what is done is logged under ``name`` (the file or id), so a user sees which of
+    their images were fitted.
 
     A fluorescence image whose background is brighter than any training image's first has
     the excess over the median background subtracted. An image of either kind whose top is
@@ -132,8 +143,8 @@ def fit_exposure(image: np.ndarray, trained: Ranges) -> np.ndarray:
     x = image.astype(np.float32)
     if raised:
         log.info(
-            "background %.0f is brighter than any training image's (%.0f): %.0f subtracted",
-            background, limits.background_max, background - limits.background_median,
+            "%s: background %.0f is brighter than any training image's (%.0f): %.0f subtracted",
+            name, background, limits.background_max, background - limits.background_median,
         )
         x -= np.float32(background - limits.background_median)
         top, _ = intensity_stats(np.clip(x, 0, 255))
@@ -141,18 +152,24 @@ def fit_exposure(image: np.ndarray, trained: Ranges) -> np.ndarray:
         # a black image has no top to scale: it stays black
         gain = limits.top_median / max(top, 1.0)
         log.info(
-            "%s image's top at %.0f, dimmer than any training image's (%.0f): scaled x%.2f",
-            kind, top, limits.top_min, gain,
+            "%s: %s image's top at %.0f, dimmer than any training image's (%.0f): scaled x%.2f",
+            name, kind, top, limits.top_min, gain,
         )
         x *= np.float32(gain)
     return np.clip(np.rint(x), 0, 255).astype(np.uint8)
 
 
-def fit_exposures(images: np.ndarray, trained: Ranges) -> np.ndarray:
-    """``(N, H, W, 3) uint8``, each image by :func:`fit_exposure`: the same array when no
-    image leaves its range, else a new one."""
+def fit_exposures(
+    images: np.ndarray, trained: Ranges, names: Sequence[str] | None = None
+) -> np.ndarray:
+    """``(N, H, W, 3) uint8``, each image by :func:`fit_exposure` (logged under its name in
+    ``names``, or its index): the same array when no image leaves its range, else a new one."""
     views = list(images)  # one view per image: fit_exposure returns it when unchanged
-    fitted = [fit_exposure(view, trained) for view in views]
+    if names is None:
+        names = [f"image {i}" for i in range(len(views))]
+    if len(names) != len(views):
+        raise ValueError(f"{len(names)} names for {len(views)} images")
+    fitted = [fit_exposure(view, trained, name) for view, name in zip(views, names)]
     if all(f is view for f, view in zip(fitted, views)):
         return images
     return np.stack(fitted)

@@ -20,6 +20,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from nuclei_unet.config.schema import ModelParams, TrainParams
+from nuclei_unet.data.kinds import FLUORESCENCE, STAINED
 from nuclei_unet.data.native import NativeSample
 from nuclei_unet.model.checkpoint import save_model
 from nuclei_unet.model.exposure import intensity_ranges, ranges_to_dict
@@ -254,11 +255,13 @@ def _model_extra(train_data: TrainData, params: TrainParams, state: LoopState) -
     extra = {"epoch": state.best_epoch, "val_loss": state.best_loss}
     if params.input == "crops":
         images = [s.image for s in train_data]
+        # the kind of the original image, as prepare found it: what predict will see
+        kinds = [STAINED if s.stained else FLUORESCENCE for s in train_data]
         extra.update(input="crops", input_size=params.crop_size, diameter=train_data[0].diameter)
     else:
-        images = list(train_data[0])
+        images, kinds = list(train_data[0]), None
         extra.update(input_size=int(train_data[0].shape[2]))
-    return {**extra, "intensity": ranges_to_dict(intensity_ranges(images))}
+    return {**extra, "intensity": ranges_to_dict(intensity_ranges(images, kinds))}
 
 
 def train(
