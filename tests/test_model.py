@@ -3,6 +3,8 @@
 import pytest
 import torch
 
+from nuclei_unet.errors import DataError
+from nuclei_unet.model.checkpoint import load_checkpoint, save_model
 from nuclei_unet.model.unet import (
     DoubleConv,
     Down,
@@ -26,6 +28,39 @@ def test_parameter_count_follows_widths():
         + (8 * 4 * 2 * 2 + 4) + conv(8, 4) + conv(4, 4) + conv(4, 1, 1)
     )
     assert count_parameters(UNet((4, 8), (0.0, 0.0))) == expected
+
+
+@pytest.mark.parametrize("norm", ["batch", "instance"])
+def test_a_norm_adds_a_scale_and_shift_per_channel(norm):
+    # (4, 8): conv units of 4, 4 (inc), 8, 8 (down), 4, 4 (up): 32 channels, 2 parameters each
+    plain = count_parameters(UNet((4, 8), (0.0, 0.0)))
+    assert count_parameters(UNet((4, 8), (0.0, 0.0), norm=norm)) == plain + 64
+
+
+def test_an_unknown_norm_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="norm 'layer' is not one of"):
+        UNet((4, 8), (0.0, 0.0), norm="layer")
+    save_model(UNet((4, 8), (0.0, 0.0), norm="instance"), tmp_path / "m.pt")
+    assert load_checkpoint(tmp_path / "m.pt").model.norm == "instance"
+    payload = torch.load(tmp_path / "m.pt", weights_only=True)
+    payload["norm"] = "layer"  # a file from a version that knows more norms
+    torch.save(payload, tmp_path / "new.pt")
+    with pytest.raises(DataError, match=r"new\.pt: unknown norm 'layer'"):
+        load_checkpoint(tmp_path / "new.pt")
+
+
+def test_instance_norm_sees_each_sample_alone():
+    torch.manual_seed(0)
+    model = UNet((4, 8, 16), (0.0, 0.0, 0.0), norm="instance")
+    x = torch.rand(3, 3, 32, 32)
+    with torch.no_grad():
+        together = model(x)
+        alone = model(x[1:2])
+        model.eval()  # no running statistics: prediction normalises as training did
+        evaluated = model(x[1:2])
+    torch.testing.assert_close(alone, together[1:2], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(evaluated, alone, rtol=1e-4, atol=1e-5)
+    assert sum(isinstance(m, torch.nn.InstanceNorm2d) for m in model.modules()) == 10
 
 
 @pytest.mark.parametrize("batch, size", [(1, 16), (2, 64), (3, 128)])
@@ -75,7 +110,7 @@ def test_he_init_std():
     assert conv.bias.abs().max().item() == 0.0
 
 
-@pytest.mark.parametrize("norm, batch_norms", [("batch", 10), ("none", 0)])
+@pytest.mark.parametrize("norm, batch_norms", [("batch", 10), ("none", 0), ("instance", 0)])
 def test_fused_batch_norm_gives_the_same_logits(norm, batch_norms):
     torch.manual_seed(0)
     model = UNet((4, 8, 16), (0.1, 0.1, 0.2), norm=norm)

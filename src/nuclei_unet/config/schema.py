@@ -129,7 +129,7 @@ class ModelParams(Section):
 
     widths: IntTuple = (16, 32, 64, 128, 256)
     dropouts: FloatTuple = (0.1, 0.1, 0.2, 0.2, 0.3)
-    norm: Literal["none", "batch"] = "batch"
+    norm: Literal["none", "batch", "instance"] = "batch"
     normalize: Literal["none", "percentile"] = "none"
 
     @field_validator("widths")

@@ -29,11 +29,17 @@ def _he_normal_(weight: torch.Tensor) -> None:
     nn.init.trunc_normal_(weight, std=std, a=-2 * std, b=2 * std)
 
 
+NORMS = ("none", "batch", "instance")
+
+
 def _conv_unit(in_ch: int, out_ch: int, norm: str) -> list[nn.Module]:
-    """3x3 'same' conv [-> batch norm] -> ReLU."""
+    """3x3 'same' conv [-> batch or instance norm] -> ReLU."""
     layers: list[nn.Module] = [nn.Conv2d(in_ch, out_ch, 3, padding=1)]
     if norm == "batch":
         layers.append(nn.BatchNorm2d(out_ch))
+    elif norm == "instance":
+        # nnU-Net's choice: each sample's own statistics, in training and prediction alike
+        layers.append(nn.InstanceNorm2d(out_ch, affine=True))
     return layers + [nn.ReLU(inplace=True)]
 
 
@@ -105,7 +111,8 @@ HEADS = ("sigmoid", "softmax")
 class UNet(nn.Module):
     """U-Net over ``len(widths)`` levels; input sides must be multiples of ``2**(levels-1)``.
 
-    ``norm="batch"`` adds batch norm after every 3x3 conv (the seed has none). ``head``
+    ``norm="batch"`` adds batch norm after every 3x3 conv (the seed has none), ``"instance"``
+    instance norm (each sample normalised by its own statistics, nnU-Net's choice). ``head``
     says what the output channels mean: ``sigmoid``: channel 0 is the foreground logit and
     channel 1, when there is one, the edge class's; ``softmax``: two-class logits for a softmax
     loss (see :func:`foreground_logit`).
@@ -123,6 +130,8 @@ class UNet(nn.Module):
         super().__init__()
         if len(widths) != len(dropouts) or len(widths) < 2:
             raise ValueError("widths and dropouts need the same length, at least 2")
+        if norm not in NORMS:
+            raise ValueError(f"norm {norm!r} is not one of {NORMS}")
         if head not in HEADS or (head == "softmax" and out_channels != 2):
             raise ValueError(f"head {head!r} with {out_channels} output channels")
         self.head = head
