@@ -59,3 +59,24 @@ def test_a_finished_stage_reports_its_wall_time(tmp_path):
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("[download] done in ") and last.endswith(" s")
     assert len(list((tmp_path / "data" / "raw").iterdir())) == 2
+
+
+def test_a_line_logged_under_a_progress_bar_starts_its_own_line():
+    # as when predict fits an image's exposure while its progress bar is drawn: the line is
+    # written where the bar was (the bar cleared, then redrawn below), never after the bar
+    code = (
+        "import logging\n"
+        "from tqdm import tqdm\n"
+        "from nuclei_unet.stage import console_logging\n"
+        "with console_logging('demo'):\n"
+        "    for i in tqdm(range(2), desc='images'):\n"
+        "        logging.getLogger('nuclei_unet.model.exposure').info('image %d fitted', i)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    pieces = [p.strip() for p in proc.stderr.replace("\r", "\n").split("\n")]
+    said = [p for p in pieces if "fitted" in p]
+    assert said == ["[demo] image 0 fitted", "[demo] image 1 fitted"]
+    # the bar's own pieces stay apart from them
+    assert any(p.startswith("images: 100%") for p in pieces)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import logging
-import sys
 import typing
 from collections.abc import Sequence
 from pathlib import Path
@@ -39,6 +38,7 @@ from nuclei_unet.io.images import read_image
 from nuclei_unet.io.tiff import read_pixel_size
 from nuclei_unet.model.checkpoint import Checkpoint, load_checkpoint
 from nuclei_unet.runtime import resolve_device, resolve_precision
+from nuclei_unet.stage import console_logging
 
 log = logging.getLogger("nuclei_unet")
 
@@ -201,8 +201,13 @@ def export_command(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``nuclei-unet`` console script."""
-    logging.basicConfig(level=logging.INFO, format="[nuclei-unet] %(message)s", stream=sys.stderr)
     args = _parser().parse_args(argv)
+    with console_logging("nuclei-unet"):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Run the parsed command; a NucleiError is one logged line and exit status 1."""
     try:
         if args.command == "plots-template":
             log.info("wrote %s", write_page(args.out))

@@ -1,14 +1,28 @@
-"""What every stage script shares: arguments, logging, timing and one-line errors."""
+"""What every stage script shares: arguments, logging, timing and one-line errors (the
+``nuclei-unet`` command shares the logging)."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from nuclei_unet.errors import NucleiError
+
+
+@contextlib.contextmanager
+def console_logging(name: str) -> Iterator[None]:
+    """INFO and above to stderr as ``[name] message``, each line on its own: a line logged
+    while a progress bar is drawn (an image fitted to the training exposure, say) is written
+    above the bar instead of being glued to its end."""
+    logging.basicConfig(level=logging.INFO, format=f"[{name}] %(message)s", stream=sys.stderr)
+    with logging_redirect_tqdm():
+        yield
 
 
 def run_stage(name: str, parser: argparse.ArgumentParser, body: Callable[[argparse.Namespace], None]) -> None:
@@ -16,16 +30,16 @@ def run_stage(name: str, parser: argparse.ArgumentParser, body: Callable[[argpar
 
     Anything else is a bug and keeps its traceback.
     """
-    logging.basicConfig(level=logging.INFO, format=f"[{name}] %(message)s", stream=sys.stderr)
-    args = parser.parse_args()
-    start = time.perf_counter()
-    try:
-        body(args)
-    except NucleiError as exc:
-        print(f"[{name}] error: {exc}", file=sys.stderr)
-        sys.exit(1)
-    # the per-stage wall times in README come from these lines
-    logging.getLogger(__name__).info("done in %.1f s", time.perf_counter() - start)
+    with console_logging(name):
+        args = parser.parse_args()
+        start = time.perf_counter()
+        try:
+            body(args)
+        except NucleiError as exc:
+            print(f"[{name}] error: {exc}", file=sys.stderr)
+            sys.exit(1)
+        # the per-stage wall times in README come from these lines
+        logging.getLogger(__name__).info("done in %.1f s", time.perf_counter() - start)
 
 
 # the paths stages pass each other, as dvc.yaml's commands name them
