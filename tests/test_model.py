@@ -1,11 +1,16 @@
 """The U-Net: the seed's exact parameter count, shapes, named parts, logits out."""
 
+import typing
+
 import pytest
 import torch
 
+from nuclei_unet.config.schema import ModelParams
 from nuclei_unet.errors import DataError
 from nuclei_unet.model.checkpoint import load_checkpoint, save_model
+from nuclei_unet.model.preprocess import NORMALIZE_RULES
 from nuclei_unet.model.unet import (
+    NORMS,
     DoubleConv,
     Down,
     OutConv,
@@ -47,6 +52,13 @@ def test_an_unknown_norm_is_refused(tmp_path):
     torch.save(payload, tmp_path / "new.pt")
     with pytest.raises(DataError, match=r"new\.pt: unknown norm 'layer'"):
         load_checkpoint(tmp_path / "new.pt")
+
+
+def test_params_offer_exactly_the_norms_and_input_rules_the_model_knows():
+    # the schema's choices are literals; the model's are tuples: one list must not outgrow the other
+    fields = ModelParams.model_fields
+    assert typing.get_args(fields["norm"].annotation) == NORMS
+    assert typing.get_args(fields["normalize"].annotation) == NORMALIZE_RULES
 
 
 def test_instance_norm_sees_each_sample_alone():
