@@ -28,6 +28,7 @@ from timing import FORWARD_GFLOP, native_samples  # beside this file
 from torch.profiler import ProfilerActivity, profile
 
 from nuclei_unet.config.load import load_section
+from nuclei_unet.model.unet import memory_format_for
 from nuclei_unet.runtime import resolve_precision, set_threads
 from nuclei_unet.train.build import make_crop_data, make_model, make_optimizer
 from nuclei_unet.train.distributed import Dist
@@ -94,7 +95,9 @@ def main() -> None:
 
     def build(compiled: bool):
         torch.manual_seed(0)
-        model = make_model(model_params, params.loss, params.edge).to(memory_format=torch.channels_last)
+        model = make_model(model_params, params.loss, params.edge)
+        layout = memory_format_for(model)  # as the train stage lays it out
+        model = model.to(memory_format=layout)
         model.train()
         optimizer = make_optimizer(model, params)
         loss_fn = loss_for(params.loss, params.edge)
@@ -102,7 +105,7 @@ def main() -> None:
             model, loss_fn = torch.compile(model), torch.compile(loss_fn)
 
         def step(batch) -> None:
-            x = batch[0].contiguous(memory_format=torch.channels_last)
+            x = batch[0].contiguous(memory_format=layout)
             weights = batch[2] if len(batch) > 2 else None
             train_step(model, optimizer, (x, batch[1], weights), dtype, loss_fn)
 

@@ -27,7 +27,7 @@ from torch import nn
 from nuclei_unet.config.load import load_section
 from nuclei_unet.config.schema import AugmentParams
 from nuclei_unet.infer.probs import predict_probs
-from nuclei_unet.model.unet import UNet, fuse_batch_norm
+from nuclei_unet.model.unet import UNet, fuse_batch_norm, memory_format_for
 from nuclei_unet.runtime import cpu_has_bf16, resolve_precision, set_threads
 from nuclei_unet.train.build import (
     make_crop_data,
@@ -59,7 +59,8 @@ def main() -> None:
     dtype = resolve_precision(params.precision)
 
     torch.manual_seed(0)
-    ours = make_model(model_params, params.loss, params.edge).to(memory_format=torch.channels_last)
+    ours = make_model(model_params, params.loss, params.edge)
+    ours = ours.to(memory_format=memory_format_for(ours))  # as the train stage lays it out
     x, y = to_tensors(images, masks)
     optimizer = make_optimizer(ours, params)
     if params.input == "crops":  # the default: crops of 256-px native images, edge targets

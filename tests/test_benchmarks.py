@@ -168,3 +168,32 @@ def test_error_sources_prints_one_row_per_group(tiny_dsb, tiny_model, tmp_path, 
     for r in rows:
         assert set(r) == {"group", "images", *error_sources.SEGMENTATIONS}
         assert all(0.0 <= r[name] <= 1.0 for name in error_sources.SEGMENTATIONS)
+
+
+def test_norm_speed_times_each_norm_in_its_layout(tmp_path, monkeypatch, capsys):
+    import norm_speed
+    import torch
+    import yaml
+
+    from conftest import REPO
+
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["model"].update(widths=[4, 8], dropouts=[0.0, 0.0])
+    params["train"].update(batch_size=2, crop_size=32, precision="fp32", threads=1)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    layouts = []
+    real = norm_speed.train_step
+
+    def spy(model, optimizer, batch, dtype, loss_fn):
+        layouts.append((model.norm, batch[0].is_contiguous(memory_format=torch.channels_last)))
+        return real(model, optimizer, batch, dtype, loss_fn)
+
+    monkeypatch.setattr(norm_speed, "train_step", spy)
+    monkeypatch.setattr(sys, "argv", ["norm_speed.py", "--params", str(tmp_path / "params.yaml"), "--steps", "1"])
+    norm_speed.main()
+    result = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert set(result) == {*norm_speed.VARIANTS, "precision"} and result["precision"] == "float32"
+    assert result["batch"]["train_ratio"] == result["batch"]["infer_ratio"] == 1.0
+    # batch norm channels_last, instance norm contiguous, then instance norm channels_last
+    assert layouts[:3] == [("batch", True), ("instance", False), ("instance", True)]
+    assert len(layouts) == 3 * 3  # two warm-up steps and one timed, each variant

@@ -18,6 +18,7 @@ from nuclei_unet.model.unet import (
     Up,
     count_parameters,
     fuse_batch_norm,
+    memory_format_for,
 )
 
 
@@ -59,6 +60,22 @@ def test_params_offer_exactly_the_norms_and_input_rules_the_model_knows():
     fields = ModelParams.model_fields
     assert typing.get_args(fields["norm"].annotation) == NORMS
     assert typing.get_args(fields["normalize"].annotation) == NORMALIZE_RULES
+
+
+@pytest.mark.parametrize(
+    ("norm", "layout"),
+    [("none", torch.channels_last), ("batch", torch.channels_last), ("instance", torch.contiguous_format)],
+)
+def test_layout_follows_the_norm(norm, layout):
+    model = UNet((4, 8), (0.0, 0.0), norm=norm)
+    assert memory_format_for(model) == layout
+
+    class Wrapped(torch.nn.Module):  # as DistributedDataParallel holds it
+        def __init__(self) -> None:
+            super().__init__()
+            self.module = model
+
+    assert memory_format_for(Wrapped()) == layout
 
 
 def test_instance_norm_sees_each_sample_alone():

@@ -8,7 +8,7 @@ from torch import nn
 from tqdm import tqdm
 
 from nuclei_unet.model.preprocess import normalize_images, to_input
-from nuclei_unet.model.unet import foreground_logit, head_of
+from nuclei_unet.model.unet import foreground_logit, head_of, memory_format_for
 from nuclei_unet.runtime import autocast
 
 # (quarter turns, horizontal flip first): the 8 symmetries of the square
@@ -48,12 +48,14 @@ def predict_maps(
     and 90-degree rotations of each image are averaged (each mapped back first).
     """
     images = normalize_images(images, normalize)
-    model = model.to(device, memory_format=torch.channels_last).eval()
+    layout = memory_format_for(model)
+    model = model.to(device, memory_format=layout).eval()
     head, maps = head_of(model), output_maps(model)
     out = np.empty((len(images), maps, *images.shape[1:3]), dtype=np.float32)
     starts = range(0, len(images), batch_size)
     for start in tqdm(starts, desc="predict", unit="batch", disable=not progress):
         x = to_input(torch.from_numpy(images[start : start + batch_size]).to(device))
+        x = x.contiguous(memory_format=layout)
         probs = torch.zeros(x.shape[0], maps, *x.shape[2:], device=device)
         views = DIHEDRAL if tta else DIHEDRAL[:1]
         for k, flip in views:

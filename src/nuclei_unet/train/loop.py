@@ -24,7 +24,7 @@ from nuclei_unet.data.kinds import FLUORESCENCE, STAINED
 from nuclei_unet.data.native import NativeSample
 from nuclei_unet.model.checkpoint import save_model
 from nuclei_unet.model.exposure import intensity_ranges, ranges_to_dict
-from nuclei_unet.model.unet import UNet, count_parameters
+from nuclei_unet.model.unet import UNet, count_parameters, memory_format_for
 from nuclei_unet.runtime import (
     resolve_device,
     resolve_precision,
@@ -150,9 +150,8 @@ def _start(
     loader, val, fingerprint = _data(
         train_data, val_data, params, seed, group, device.type == "cuda", model_params.normalize
     )
-    net = make_model(model_params, params.loss, params.edge).to(
-        device, memory_format=torch.channels_last
-    )
+    net = make_model(model_params, params.loss, params.edge)
+    net = net.to(device, memory_format=memory_format_for(net))
     model: nn.Module = (
         DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
         if group.world > 1 else net

@@ -9,7 +9,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from nuclei_unet.metrics.pixel import per_image_iou_dice
-from nuclei_unet.model.unet import foreground_logit, head_of
+from nuclei_unet.model.unet import foreground_logit, head_of, memory_format_for
 from nuclei_unet.runtime import autocast
 from nuclei_unet.train.distributed import Dist
 from nuclei_unet.train.losses import LossFn, bce_loss
@@ -29,11 +29,12 @@ def evaluate_batches(
     sees)."""
     x, y, w = data
     device = next(model.parameters()).device
+    layout = memory_format_for(model)
     head = head_of(model)
     model.eval()
     loss_sum, correct, ious, dices = 0.0, 0.0, [], []
     for start in range(0, len(x), batch_size):
-        xb = x[start : start + batch_size].to(device)
+        xb = x[start : start + batch_size].to(device).contiguous(memory_format=layout)
         yb = y[start : start + batch_size].to(device)
         wb = w[start : start + batch_size].to(device) if w is not None else None
         with autocast(dtype, device):
@@ -87,13 +88,14 @@ def train_epoch(
     training loss and pixel accuracy over all processes."""
     model.train()
     device = next(model.parameters()).device
+    layout = memory_format_for(model)
     head = head_of(model)
     # accumulate on tensors: a float() per step would force a sync each batch
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     correct = torch.zeros((), dtype=torch.float64, device=device)
     seen = 0
     for batch in tqdm(loader, desc=desc, unit="batch", leave=False, disable=not group.is_main):
-        xb = batch[0].to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+        xb = batch[0].to(device, non_blocking=True).contiguous(memory_format=layout)
         yb = batch[1].to(device, non_blocking=True)
         wb = batch[2].to(device, non_blocking=True) if len(batch) > 2 else None
         loss, logits = train_step(model, optimizer, (xb, yb, wb), dtype, loss_fn)
