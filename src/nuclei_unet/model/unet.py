@@ -188,11 +188,11 @@ def head_of(model: nn.Module) -> str:
 
 
 def memory_format_for(model: nn.Module) -> torch.memory_format:
-    """The layout a model's weights and inputs are kept in on the CPU: channels_last, where
-    the convolutions and batch norm are fastest, except for instance norm, whose channels_last
-    kernels are slower than the whole gain (a bf16 training step 1.65x the batch-norm one,
-    against about 1.25x contiguous: README "Nuclei as objects"). A wrapped model
-    (DistributedDataParallel) is looked through."""
+    """The layout a model's weights and inputs are kept in, on any device: channels_last,
+    where the CPU convolutions and batch norm are fastest, except for instance norm, whose
+    channels_last CPU kernels cost more than that layout gains (a bf16 training step about
+    1.6x batch norm's, against about 1.25x contiguous: ``benchmarks/norm_speed.py``). A
+    wrapped model (DistributedDataParallel) is looked through."""
     norm = getattr(getattr(model, "module", model), "norm", None)
     return torch.contiguous_format if norm == "instance" else torch.channels_last
 
