@@ -20,7 +20,7 @@ from nuclei_unet.errors import DataError
 from nuclei_unet.io.files import atomic_path
 from nuclei_unet.model.exposure import IntensityRange, ranges_from_dict
 from nuclei_unet.model.preprocess import NORMALIZE_RULES, preprocessing
-from nuclei_unet.model.unet import NORMS, UNet, fuse_batch_norm
+from nuclei_unet.model.unet import UNet, fuse_batch_norm
 
 
 def save_model(
@@ -126,10 +126,10 @@ def load_network(path: str | Path) -> tuple[UNet, dict[str, Any]]:
     """The U-Net of a model file as trained (eval mode, batch norms not folded) and the file's
     payload (architecture, input size, settings)."""
     payload = _read(path)
-    kwargs = architecture(payload)
-    if kwargs["norm"] not in NORMS:
-        raise DataError(f"{path}: unknown norm {kwargs['norm']!r} (a newer nuclei-unet?)")
-    model = UNet(**kwargs)
+    try:
+        model = UNet(**architecture(payload))
+    except ValueError as exc:  # UNet refuses what it cannot build (an unknown norm or head)
+        raise DataError(f"{path}: {exc} (a newer nuclei-unet?)") from exc
     model.load_state_dict(payload["state_dict"])
     return model.eval(), payload
 
