@@ -20,7 +20,7 @@ SEED_RECIPE := -S prepare.mask_rule=any -S prepare.native.enabled=false -S model
 	-S train.augment.invert=0.0 -S train.augment.channel_shuffle=0.0 \
 	-S predict.tta=false -S predict.exposure=keep -S predict.mode=resize -S predict.instances=watershed \
 	-S predict.threshold=0.5 -S predict.min_size=10 \
-	-S train.precision=fp32 -S predict.precision=fp32
+	-S train.precision=fp32 -S predict.precision=fp32 -S train.keep=best
 
 $(STAMP): pyproject.toml requirements.txt
 	$(PYTHON) -m venv $(VENV)

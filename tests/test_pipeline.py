@@ -168,6 +168,7 @@ def test_seed_recipe_and_nested_overrides(repo):
     train = load_section(path, "train")
     assert (train.optimizer, train.lr, train.loss, train.scheduler) == ("adam", 1e-3, "bce", "none")
     assert (train.epochs, train.patience, train.weight_decay) == (40, 2, 0.0)
+    assert train.keep == "best"  # the figures every release gave (the notebook's own: last)
     assert not any(train.augment.model_dump().values())  # every augmentation off
     predict = load_section(path, "predict")
     assert (predict.threshold, predict.tta, predict.min_size) == (0.5, False, 10)

@@ -186,6 +186,11 @@ class TrainParams(Section):
     batch_size: int = Field(16, ge=1)
     epochs: int = Field(30, ge=1)
     patience: int | None = Field(None, ge=1)  # null: no early stopping
+    # the weights written: best (the seed: the epoch of the lowest val_loss) | last (the last
+    # epoch's: val chooses nothing) | average (the mean of the last average_epochs epochs'
+    # weights, Izmailov et al. 2018's stochastic weight averaging)
+    keep: Literal["best", "last", "average"] = "best"
+    average_epochs: int = Field(5, ge=2)
     device: Device = "auto"
     precision: Precision = "auto"  # bf16 where the CPU has it natively, or on CUDA
     threads: int = Field(0, ge=0)  # 0 = all cores

@@ -57,11 +57,21 @@ pipeline on 2018 Data Science Bowl images (BBBC038) or on its synthetic stand-in
 
 # Validation
 
-Kept from the training run: the best epoch was {epoch}, with validation loss {val_loss}.
+Kept from the training run: the weights of {weights}, with validation loss {val_loss}.
 The nuclei-unet pipeline that trained it scores the validation and test images (pixel IoU and
 Dice at the training size, the DSB2018 object metric at full size) in its
 `metrics/evaluate.json`; its README gives the figures on DSB2018 stage1_train.
 """
+
+
+def _weights_kept(payload: dict) -> str:
+    """Which weights the model file holds, in words (files from before ``train.keep`` hold
+    the best epoch's and record only its number)."""
+    if "weights" in payload:
+        return str(payload["weights"])
+    if "epoch" in payload:
+        return f"epoch {payload['epoch']} (lowest val_loss)"
+    return "an epoch not recorded"
 
 
 def _test_image(size: int) -> np.ndarray:
@@ -189,7 +199,7 @@ def _write_files(
     files["README.md"].write_text(DOCUMENTATION.format(
         divisor=net.divisor, preprocessing=_preprocessing(rule)[1],
         threshold=f"nuclei-unet used {predict.get('threshold', 0.5)}",
-        **_how_to_use(net, payload), epoch=payload.get("epoch", "not recorded"),
+        **_how_to_use(net, payload), weights=_weights_kept(payload),
         val_loss=f"{payload['val_loss']:.4f}" if "val_loss" in payload else "not recorded",
     ))
     return files

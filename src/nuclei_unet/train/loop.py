@@ -31,6 +31,7 @@ from nuclei_unet.runtime import (
     seed_everything,
     set_threads,
 )
+from nuclei_unet.train.averaging import average_states, remember
 from nuclei_unet.train.build import (
     make_crop_data,
     make_loader,
@@ -75,6 +76,8 @@ class TrainResult:
     parameters: int
     precision: str
     processes: int = 1
+    # train.keep last / average: val_loss, val_iou, val_dice of the weights written (None: best)
+    kept: dict[str, float] | None = None
 
     @property
     def seconds_per_epoch(self) -> float:
@@ -200,10 +203,13 @@ def _epoch(run: Run, epoch: int, batch_size: int) -> EpochStats:
     )
 
 
-def _record(state: LoopState, stats: EpochStats, net: UNet) -> bool:
-    """Add the epoch to ``state``, keep the weights when val_loss improved; whether it did."""
+def _record(state: LoopState, stats: EpochStats, net: UNet, params: TrainParams) -> bool:
+    """Add the epoch to ``state``, keep the weights when val_loss improved (and, for
+    ``params.keep`` average, the last ``params.average_epochs`` epochs'); whether it did."""
     state.history.append(stats)
     state.epoch += 1
+    if params.keep == "average":
+        remember(state.recent, net.state_dict(), params.average_epochs)
     if stats.val_loss < state.best_loss:
         state.best_loss, state.best_epoch, state.wait = stats.val_loss, state.epoch, 0
         state.best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
@@ -223,14 +229,18 @@ def _report(stats: EpochStats, epoch: int, epochs: int, improved: bool) -> None:
 
 
 def _summary(result: TrainResult) -> dict[str, float]:
-    """The run's headline figures (dvclive's summary, i.e. ``metrics/train/metrics.json``)."""
+    """The run's headline figures (dvclive's summary, i.e. ``metrics/train/metrics.json``);
+    for weights other than the best epoch's, also the validation figures of those written."""
     best = result.history[result.best_epoch - 1]
-    return {
+    summary = {
         "best_epoch": result.best_epoch,
         "best_val_loss": best.val_loss,
         "best_val_iou": best.val_iou,
         "best_val_dice": best.val_dice,
     }
+    if result.kept is not None:
+        summary.update({f"kept_{k}": v for k, v in result.kept.items()})
+    return summary
 
 
 def details(result: TrainResult, n_train: int) -> dict[str, float | str]:
@@ -246,12 +256,34 @@ def details(result: TrainResult, n_train: int) -> dict[str, float | str]:
     }
 
 
-def _model_extra(train_data: TrainData, params: TrainParams, state: LoopState) -> dict:
-    """What the model file records beside the weights: the best epoch, the input size, the
+def _kept_weights(run: Run, state: LoopState, params: TrainParams) -> tuple[dict, str, dict | None]:
+    """The weights ``params.keep`` writes, in words for the log and the model file, and
+    their validation figures (None for the best epoch's, which the history holds)."""
+    if params.keep == "best":
+        return state.best_state, f"epoch {state.best_epoch} (lowest val_loss)", None
+    if params.keep == "last":
+        weights, words = run.net.state_dict(), f"epoch {state.epoch} (the last)"
+    else:
+        first = state.epoch - len(state.recent) + 1
+        weights = average_states(state.recent)
+        words = f"the mean of epochs {first}-{state.epoch}"
+    run.net.load_state_dict(weights)
+    loss, _acc, iou, dice = evaluate_batches(
+        run.net, run.val, params.batch_size, run.dtype, run.loss_fn
+    )
+    return weights, words, {"val_loss": loss, "val_iou": iou, "val_dice": dice}
+
+
+def _model_extra(
+    train_data: TrainData, params: TrainParams, state: LoopState, kept: str,
+    val_loss: float,
+) -> dict:
+    """What the model file records beside the weights: which weights (``kept``, in words,
+    and their ``val_loss``), the best epoch, the input size, the
     exposures of its training images by kind (:func:`..model.exposure.intensity_ranges`, as
     trained: before any augmentation or normalisation) and, for a model trained on native
     crops, the nucleus diameter its images were rescaled to."""
-    extra = {"epoch": state.best_epoch, "val_loss": state.best_loss}
+    extra = {"epoch": state.best_epoch, "weights": kept, "val_loss": val_loss}
     if params.input == "crops":
         images = [s.image for s in train_data]
         # the kind of the original image, as prepare found it: what predict will see
@@ -273,7 +305,8 @@ def train(
     live: MetricLogger | None = None,
     resume_path: str | Path | None = None,
 ) -> TrainResult:
-    """Train a U-Net and write the weights of the best epoch (lowest val_loss) to ``model_path``.
+    """Train a U-Net and write the weights ``params.keep`` picks to ``model_path``: the best
+    epoch's (lowest val_loss), the last epoch's, or the mean of the last epochs'.
 
     ``train_data`` and ``val_data`` are ``(images (N, H, W, 3) uint8, masks (N, H, W) 0/1)``,
     plus ``weights (N, H, W) float32`` when ``params.weight_map`` is set; with
@@ -297,7 +330,7 @@ def train(
         if stopped:
             break
         stats = _epoch(run, epoch, params.batch_size)
-        improved = _record(state, stats, run.net)
+        improved = _record(state, stats, run.net, params)
         stopped = params.patience is not None and state.wait >= params.patience
         if run.group.is_main:
             _log_epoch(live, stats)
@@ -306,14 +339,23 @@ def train(
                 log.info("early stopping: val_loss did not improve for %d epochs", state.wait)
             if resume is not None:
                 save_resume(resume, state, run.net, run.optimizer, run.scheduler, run.fingerprint)
+    weights, kept, figures = _kept_weights(run, state, params)
     result = TrainResult(
         state.best_epoch, state.best_loss, len(state.history), state.history, run.n_params,
-        run.precision, run.group.world,
+        run.precision, run.group.world, figures,
     )
     if run.group.is_main:
-        run.net.load_state_dict(state.best_state)
+        run.net.load_state_dict(weights)
+        val_loss = state.best_loss if figures is None else figures["val_loss"]
+        if figures is not None:
+            log.info(
+                "writing the weights of %s: val_loss %.4f val_iou %.4f val_dice %.4f "
+                "(best epoch %d: val_loss %.4f)", kept, figures["val_loss"],
+                figures["val_iou"], figures["val_dice"], state.best_epoch, state.best_loss,
+            )
         save_model(
-            run.net, model_path, _model_extra(train_data, params, state), model_params.normalize
+            run.net, model_path, _model_extra(train_data, params, state, kept, val_loss),
+            model_params.normalize,
         )
         if live is not None:
             # only the headline figures (the per-epoch values are the plots) and dvclive's step

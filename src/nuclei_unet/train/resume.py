@@ -56,6 +56,8 @@ class LoopState:
     wait: int = 0
     best_state: dict | None = None
     history: list[EpochStats] = dataclasses.field(default_factory=list)
+    # train.keep average: the weights at the end of the last train.average_epochs epochs
+    recent: list[dict] = dataclasses.field(default_factory=list)
 
 
 def _numpy_rng_state() -> dict:
@@ -83,6 +85,7 @@ def save_resume(
         "wait": state.wait,
         "best_state": state.best_state,
         "history": [dataclasses.asdict(h) for h in state.history],
+        "recent": state.recent,
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
@@ -119,4 +122,5 @@ def load_resume(
         epoch=payload["epoch"], best_loss=payload["best_loss"], best_epoch=payload["best_epoch"],
         wait=payload["wait"], best_state=payload["best_state"],
         history=[EpochStats(**h) for h in payload["history"]],
+        recent=payload.get("recent", []),
     )
