@@ -24,8 +24,8 @@ STAGE1 = {
 # trained on percentile-stretched images
 MODELS = {
     "resized": (1, {"input_size": 32}, "none"),
-    "edge": (2, {"input_size": 32, "input": "crops", "diameter": 20.0, "intensity": STAGE1},
-             "percentile"),
+    "edge": (2, {"input_size": 32, "input": "crops", "diameter": 20.0, "intensity": STAGE1,
+                 "weights": "the mean of epochs 26-30"}, "percentile"),
 }
 
 
@@ -61,11 +61,13 @@ def test_the_package_says_what_it_needs(package):
     steps = [p["id"] for p in raw["preprocessing"]]
     channels = rdf["outputs"][0]["axes"][1]["channel_names"]
     readme = z_read(package, "README.md")
-    if channels == ["nucleus"]:  # the model of plain pixel values
+    if channels == ["nucleus"]:  # the model of plain pixel values, from before train.keep
+        assert "the weights of epoch 3 (lowest val_loss), with validation loss 0.5000." in readme
         assert steps == ["ensure_dtype", "scale_linear", "ensure_dtype"]
         assert raw["preprocessing"][1]["kwargs"]["gain"] == pytest.approx(1 / 255)
         assert "Preprocessing: divide by 255." in readme
-    else:  # the percentile-stretched one
+    else:  # the percentile-stretched one, of averaged weights
+        assert "the weights of the mean of epochs 26-30, with validation loss 0.5000." in readme
         assert steps == ["ensure_dtype", "scale_range", "clip", "ensure_dtype"]
         kwargs = raw["preprocessing"][1]["kwargs"]
         assert (kwargs["min_percentile"], kwargs["max_percentile"]) == (1.0, 99.99)
@@ -94,3 +96,9 @@ def test_export_refuses_a_two_class_model(tmp_path):
                {"input_size": 32})
     assert main(["export", str(tmp_path / "two.pt"), "--out", str(tmp_path / "x.zip")]) == 1
     assert not (tmp_path / "x.zip").exists()
+
+
+def test_a_model_file_without_an_epoch_says_so():
+    from nuclei_unet.export.bioimageio import _weights_kept
+
+    assert _weights_kept({}) == "an epoch not recorded"

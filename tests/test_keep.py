@@ -78,7 +78,7 @@ def test_each_rule_writes_its_weights(runs):
     assert best["epoch"] == last["epoch"] == avg["epoch"]
 
 
-def test_the_average_is_the_mean_of_the_last_epochs_weights(tmp_path, runs):
+def test_the_average_is_the_mean_of_the_last_epochs_weights(tmp_path):
     # the last three epochs' weights, from runs of 4, 5 and 6 epochs under keep last (the
     # cosine schedule depends on the epoch count, so the scheduler is off here)
     ends = []
