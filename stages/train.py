@@ -1,4 +1,4 @@
-"""Stage train: fit the U-Net, keep the best weights, log every epoch with dvclive.
+"""Stage train: fit the U-Net, write the weights train.keep picks, log every epoch with dvclive.
 
 A resumable checkpoint is kept at --resume while training runs; a killed run picks up from it.
 With train.processes > 1 the stage relaunches itself under torchrun.
