@@ -31,7 +31,7 @@ from nuclei_unet.runtime import (
     seed_everything,
     set_threads,
 )
-from nuclei_unet.train.averaging import average_states, remember
+from nuclei_unet.train.averaging import average_states, remember, snapshot
 from nuclei_unet.train.build import (
     make_crop_data,
     make_loader,
@@ -212,7 +212,7 @@ def _record(state: LoopState, stats: EpochStats, net: UNet, params: TrainParams)
         remember(state.recent, net.state_dict(), params.average_epochs)
     if stats.val_loss < state.best_loss:
         state.best_loss, state.best_epoch, state.wait = stats.val_loss, state.epoch, 0
-        state.best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+        state.best_state = snapshot(net.state_dict())
         return True
     state.wait += 1
     return False
@@ -256,22 +256,23 @@ def details(result: TrainResult, n_train: int) -> dict[str, float | str]:
     }
 
 
-def _kept_weights(run: Run, state: LoopState, params: TrainParams) -> tuple[dict, str, dict | None]:
-    """The weights ``params.keep`` writes, in words for the log and the model file, and
-    their validation figures (None for the best epoch's, which the history holds)."""
+def _keep_weights(run: Run, state: LoopState, params: TrainParams) -> tuple[str, dict | None]:
+    """Put the weights ``params.keep`` writes into ``run.net``; return them in words, for the log and
+    the model file, and their validation figures (None for the best epoch's)."""
     if params.keep == "best":
-        return state.best_state, f"epoch {state.best_epoch} (lowest val_loss)", None
-    if params.keep == "last":
-        weights, words = run.net.state_dict(), f"epoch {state.epoch} (the last)"
+        run.net.load_state_dict(state.best_state)
+        return f"epoch {state.best_epoch} (lowest val_loss)", None
+    if params.keep == "last":  # the network holds them, and the last epoch validated them
+        last = state.history[-1]
+        words = f"epoch {state.epoch} (the last)"
+        loss, iou, dice = last.val_loss, last.val_iou, last.val_dice
     else:
-        first = state.epoch - len(state.recent) + 1
-        weights = average_states(state.recent)
-        words = f"the mean of epochs {first}-{state.epoch}"
-    run.net.load_state_dict(weights)
-    loss, _acc, iou, dice = evaluate_batches(
-        run.net, run.val, params.batch_size, run.dtype, run.loss_fn
-    )
-    return weights, words, {"val_loss": loss, "val_iou": iou, "val_dice": dice}
+        run.net.load_state_dict(average_states(state.recent))
+        loss, _acc, iou, dice = evaluate_batches(
+            run.net, run.val, params.batch_size, run.dtype, run.loss_fn
+        )
+        words = f"the mean of epochs {state.epoch - len(state.recent) + 1}-{state.epoch}"
+    return words, {"val_loss": loss, "val_iou": iou, "val_dice": dice}
 
 
 def _model_extra(
@@ -339,13 +340,12 @@ def train(
                 log.info("early stopping: val_loss did not improve for %d epochs", state.wait)
             if resume is not None:
                 save_resume(resume, state, run.net, run.optimizer, run.scheduler, run.fingerprint)
-    weights, kept, figures = _kept_weights(run, state, params)
+    kept, figures = _keep_weights(run, state, params)
     result = TrainResult(
         state.best_epoch, state.best_loss, len(state.history), state.history, run.n_params,
         run.precision, run.group.world, figures,
     )
     if run.group.is_main:
-        run.net.load_state_dict(weights)
         val_loss = state.best_loss if figures is None else figures["val_loss"]
         if figures is not None:
             log.info(
