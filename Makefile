@@ -17,7 +17,7 @@ SEED_RECIPE := -S prepare.mask_rule=any -S prepare.native.enabled=false -S model
 	-S train.input=resized -S train.edge=false \
 	-S train.augment.flip=false -S train.augment.rot90=false \
 	-S train.augment.elastic_sigma=0.0 -S train.augment.gray=0.0 \
-	-S train.augment.invert=0.0 -S train.augment.channel_shuffle=0.0 \
+	-S train.augment.invert=0.0 -S train.augment.channel_shuffle=0.0 -S train.augment.hed=0.0 \
 	-S predict.tta=false -S predict.exposure=keep -S predict.mode=resize -S predict.instances=watershed \
 	-S predict.threshold=0.5 -S predict.min_size=10 \
 	-S train.precision=fp32 -S predict.precision=fp32 -S train.keep=best

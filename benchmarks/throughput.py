@@ -76,7 +76,7 @@ def main() -> None:
 
     # the seed's recipe through the same loop: the work Keras' fit does
     seed_params = params.model_copy(update={
-        "loss": "bce", "augment": AugmentParams(flip=False, rot90=False, elastic_sigma=0.0),
+        "loss": "bce", "augment": AugmentParams(flip=False, rot90=False, elastic_sigma=0.0, hed=0.0),
     })
     torch.manual_seed(0)
     seed_net = make_model(model_params.model_copy(update={"norm": "none"}), "bce").to(

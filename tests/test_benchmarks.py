@@ -1,5 +1,5 @@
 """The benchmarks: their shared loading (predict flags over the model file's settings), the
-exposure changes, and the error sources' segmentations, on hand-computed cases."""
+exposure and stain changes, and the error sources' segmentations, on hand-computed cases."""
 
 import argparse
 import json
@@ -67,6 +67,60 @@ def test_exposure_changes_are_a_cameras_hand_computed():
     # 255 (100 / 255) ** 2 = 39.2
     changed, same = exposed("gamma", 2.0)(image, truth)
     assert changed.tolist() == [[[0, 39, 255]]] and same is truth
+
+
+def test_stain_changes_are_a_restaining_in_8_bits_hand_computed():
+    from skimage.color import hed_from_rgb, rgb_from_hed
+    from stain import stained_with
+
+    # a purple (mostly haematoxylin) and a pink (more eosin) pixel, white, and black
+    image = np.array([[[184, 180, 221], [230, 150, 200], [255, 255, 255], [0, 0, 0]]], np.uint8)
+    truth = np.ones((1, 4), np.uint16)
+    same, kept = stained_with("hematoxylin", 1.0)(image, truth)
+    assert np.array_equal(same, image) and kept is truth
+    for stain, amounts in (("hematoxylin", [2.0, 1.0, 1.0]), ("eosin", [1.0, 0.5, 1.0])):
+        changed = stained_with(stain, max(amounts, key=lambda a: abs(a - 1)))(image, truth)[0]
+        # by hand: optical density -log((x + 1) / 256), split into stains, one scaled, back
+        stains = -np.log((image[0, :2] + 1.0) / 256.0) @ hed_from_rgb
+        expected = np.rint(256 * np.exp(-(stains * amounts) @ rgb_from_hed) - 1)
+        assert changed[0, :2].tolist() == expected.tolist() and not np.array_equal(changed, image)
+        assert changed[0, 2:].tolist() == image[0, 2:].tolist()  # white and black kept
+
+
+def test_stain_scores_the_colour_images_only(tiny_dsb, tiny_model, tmp_path, monkeypatch, capsys):
+    import scoring as scoring_module
+    import stain
+    from PIL import Image
+    from scipy import ndimage
+
+    from nuclei_unet.config.schema import PrepareParams
+    from nuclei_unet.data.prepare import prepare_dataset
+
+    # img1 made gray (a brightfield or fluorescence image): no stain to change, so not scored
+    path = tiny_dsb / "img1" / "images" / "img1.png"
+    rgba = np.asarray(Image.open(path)).copy()
+    rgba[..., :3] = rgba[..., :1]
+    Image.fromarray(rgba).save(path)
+    prepare_dataset(tiny_dsb, tmp_path / "prepared", PrepareParams(size=32))
+    split = tiny_dsb.parent / "split.json"
+    split.write_text(json.dumps({"train": ["img0", "img1", "img2"], "val": [], "test": []}))
+
+    def threshold_segment(model, image, *args):  # a stand-in for predict, as above
+        mask = image[..., 0] > 100
+        return mask.astype(np.uint8), ndimage.label(mask)[0]
+
+    monkeypatch.setattr(scoring_module, "segment", threshold_segment)
+    monkeypatch.setattr(sys, "argv", [
+        "stain.py", "--model", str(tiny_model), "--raw", str(tiny_dsb), "--split", str(split),
+        "--labels", str(tmp_path / "prepared" / "labels"), "--every", "1",
+        "--hematoxylin", "1", "--eosin", "2",
+    ])
+    stain.main()
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["change"] for r in rows] == ["hematoxylin 1", "eosin 2"]
+    # img0 and img2: two nuclei in their masks and a third painted disc, as above
+    assert rows[0]["images_stained"] == 2 and rows[0]["dsb_map_stained"] == 0.6667
+    assert rows[1]["images_stained"] == 2 and "images_fluorescence" not in rows[1]
 
 
 def test_score_variants_scores_each_change_per_kind(tiny_dsb, tiny_model, tmp_path, monkeypatch):

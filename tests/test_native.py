@@ -46,7 +46,7 @@ from nuclei_unet.transforms.crops import (
     val_crops,
 )
 
-NO_AUGMENT = AugmentParams(flip=False, rot90=False, elastic_sigma=0.0)
+NO_AUGMENT = AugmentParams(flip=False, rot90=False, elastic_sigma=0.0, hed=0.0)
 
 
 @pytest.mark.parametrize(

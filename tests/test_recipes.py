@@ -13,7 +13,15 @@ from nuclei_unet.infer.probs import predict_probs
 from nuclei_unet.model.unet import UNet, count_parameters, foreground_logit
 from nuclei_unet.train.loop import train
 from nuclei_unet.train.losses import bce_dice_loss, bce_loss, dice_loss, softmax_ce_loss
-from nuclei_unet.transforms.augment import AugmentedSet, augment, is_identity
+from nuclei_unet.transforms.augment import (
+    HED_FROM_RGB,
+    RGB_FROM_HED,
+    AugmentedSet,
+    augment,
+    is_identity,
+    light,
+    optical_density,
+)
 
 # --- weight map -------------------------------------------------------------------------
 
@@ -60,7 +68,7 @@ def _sample(seed=0):
 
 
 # the seed's training: every augmentation off (the defaults are our best recipe's)
-ALL_OFF = AugmentParams(flip=False, rot90=False, elastic_sigma=0.0)
+ALL_OFF = AugmentParams(flip=False, rot90=False, elastic_sigma=0.0, hed=0.0)
 
 
 def test_all_off_is_identity():
@@ -131,6 +139,32 @@ def test_offset_raises_the_background_only():
         assert torch.allclose(out[:, 4:8, 4:8] * 255, torch.tensor(100.0 + background))
         offsets.append(background)
     assert max(offsets) > 25 and min(offsets) < 25  # drawn, one-sided, over 20 draws
+
+
+def test_hed_restains_colour_images_by_one_factor_per_stain():
+    # left half: haematoxylin and eosin at known optical densities; right half: white
+    density = torch.tensor([0.4, 0.3, 0.0]) @ RGB_FROM_HED
+    image = torch.ones(3, 8, 8)
+    image[:, :, :4] = light(density)[:, None, None]
+    mask = torch.zeros(1, 8, 8)
+    params = ALL_OFF.model_copy(update={"hed": 0.5})
+    assert not is_identity(params)
+    factors = []
+    for seed in range(20):
+        out, out_mask, _ = augment(image, mask, None, params, torch.Generator().manual_seed(seed))
+        assert torch.equal(out_mask, mask) and torch.equal(out[:, :, 4:], image[:, :, 4:])
+        # deconvolved again, each stain is its old amount times one factor, for every pixel
+        stains = optical_density(out[:, 0, 0]) @ HED_FROM_RGB
+        assert torch.allclose(out[:, :, :4], out[:, :1, :1].expand(3, 8, 4))
+        factors.append((stains[:2] / torch.tensor([0.4, 0.3])).tolist())
+    factors = torch.tensor(factors)
+    assert factors.min() >= math.exp(-0.5) - 1e-4 and factors.max() <= math.exp(0.5) + 1e-4
+    assert factors.min() < 0.8 and factors.max() > 1.25  # drawn both ways over 20 draws
+    assert not torch.allclose(factors[:, 0], factors[:, 1])  # each stain its own factor
+    # a gray image (fluorescence, gray brightfield) is left as it is
+    gray = torch.linspace(0, 1, 64).reshape(1, 8, 8).repeat(3, 1, 1)
+    out, _, _ = augment(gray, mask, None, params, torch.Generator().manual_seed(0))
+    assert torch.equal(out, gray)
 
 
 def test_augmented_set_is_reproducible_per_epoch():

@@ -166,6 +166,7 @@ class AugmentParams(Section):
     contrast: NonNegative = 0.0
     gamma: NonNegative = 0.0
     color: NonNegative = 0.0
+    hed: NonNegative = 0.5  # colour images: haematoxylin, eosin, DAB each times exp(U(-x, x))
     # stain robustness, each a probability per sample: gray (mean of the channels),
     # inversion (255 - x), a random permutation of the colour channels
     gray: Probability = 0.0

@@ -31,8 +31,22 @@ def image_kind(image: np.ndarray) -> str:
     'stained'
     """
     pixels = image.reshape(-1, image.shape[-1]).astype(np.int16)
+    bright = float(np.median(pixels.mean(axis=1)))
+    return STAINED if has_colour(image) or bright > BRIGHT_MEDIAN else FLUORESCENCE
+
+
+def has_colour(image: np.ndarray) -> bool:
+    """Whether ``(H, W, 3) uint8`` is a colour image: its channels differ by more than
+    :data:`COLOUR_LEVELS` gray levels on average (a stained slide, not a gray brightfield or
+    fluorescence image).
+
+    >>> has_colour(np.full((4, 4, 3), 200, np.uint8))
+    False
+    >>> has_colour(np.dstack([np.full((4, 4), 90, np.uint8)] * 2 + [np.full((4, 4), 40, np.uint8)]))
+    True
+    """
+    pixels = image.reshape(-1, image.shape[-1]).astype(np.int16)
     colour = float(
         np.abs(pixels[:, 0] - pixels[:, 1]).mean() + np.abs(pixels[:, 1] - pixels[:, 2]).mean()
     )
-    bright = float(np.median(pixels.mean(axis=1)))
-    return STAINED if colour > COLOUR_LEVELS or bright > BRIGHT_MEDIAN else FLUORESCENCE
+    return colour > COLOUR_LEVELS

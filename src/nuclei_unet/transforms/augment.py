@@ -4,7 +4,8 @@ Geometric: flips and 90-degree rotations (exact), then one resampling that combi
 affine change (rotation, scale) with the paper's elastic deformation: random displacements on a
 coarse 3x3 grid, smoothly (bicubic) interpolated to every pixel. Photometric (image only): a
 camera's exposure (gain and background offset, recorded in 8 bits), brightness, contrast,
-gamma, and a per-channel colour gain for stained (non-gray) images.
+gamma, and for stained (non-gray) images another lab's staining (more or less haematoxylin,
+eosin and DAB, :func:`restained`) and a per-channel colour gain.
 Every transform is seeded per sample and epoch, so runs are reproducible with any number of
 DataLoader workers; with everything switched off the sample is returned unchanged.
 """
@@ -13,10 +14,12 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from skimage.color import hed_from_rgb, rgb_from_hed
 from torch.utils.data import Dataset
 
 from nuclei_unet.config.schema import AugmentParams
@@ -24,13 +27,18 @@ from nuclei_unet.config.schema import AugmentParams
 # elastic sigma is given for a 256-px image and scaled to the training size
 REFERENCE_SIZE = 256
 
+# Ruifrok and Johnston's stain vectors, as scikit-image's rgb2hed / hed2rgb use them: optical
+# density (3,) = stain amounts (haematoxylin, eosin, DAB) @ RGB_FROM_HED
+RGB_FROM_HED = torch.from_numpy(rgb_from_hed).float()
+HED_FROM_RGB = torch.from_numpy(hed_from_rgb).float()
+
 
 def is_identity(params: AugmentParams) -> bool:
     """Whether ``params`` switch every transform off (the seed's training)."""
     return not (params.flip or params.rot90) and all(
         v == 0 for v in (params.elastic_sigma, params.rotate_deg, params.scale,
                          params.gain, params.offset, params.brightness, params.contrast,
-                         params.gamma, params.color,
+                         params.gamma, params.color, params.hed,
                          params.gray, params.invert, params.channel_shuffle)
     )
 
@@ -134,6 +142,38 @@ def stain(image: torch.Tensor, params: AugmentParams, generator: torch.Generator
     return image
 
 
+def optical_density(image: torch.Tensor) -> torch.Tensor:
+    """``image (3, ...)`` in [0, 1], transmitted light of 8-bit levels -> optical density
+    ``-log((255 x + 1) / 256)``: one level added, so black has a finite density (as in
+    Macenko's stain normalisation); white is 0. :func:`light` inverts it."""
+    return -torch.log((image * 255.0 + 1.0) / 256.0)
+
+
+def light(density: torch.Tensor) -> torch.Tensor:
+    """Optical density ``(3, ...)`` -> light in [0, 1] (:func:`optical_density` inverted,
+    clipped)."""
+    return ((torch.exp(-density) * 256.0 - 1.0) / 255.0).clamp(0.0, 1.0)
+
+
+def restained(image: torch.Tensor, amounts: Sequence[float]) -> torch.Tensor:
+    """``image (3, H, W)`` in [0, 1], a stained slide in transmitted light, as it would look
+    with its haematoxylin, eosin and DAB multiplied by ``amounts`` (3,): each pixel's optical
+    density split into the three stains (colour deconvolution, as ``skimage.color.rgb2hed``),
+    scaled, and turned back into light. White and black stay as they are; amounts of 1 change
+    nothing.
+
+    >>> density = 0.5 * RGB_FROM_HED[0]  # haematoxylin alone
+    >>> slide = torch.stack([density, torch.zeros(3)], dim=1)[:, None]  # and a white background
+    >>> darker = restained(light(slide), [2.0, 1.0, 1.0])
+    >>> torch.allclose(darker[:, 0, 0], light(2.0 * density), atol=1e-5)
+    True
+    >>> darker[:, 0, 1].tolist()
+    [1.0, 1.0, 1.0]
+    """
+    mixing = HED_FROM_RGB @ torch.diag(torch.as_tensor(amounts, dtype=torch.float32)) @ RGB_FROM_HED
+    return light(torch.einsum("chw,cd->dhw", optical_density(image), mixing))
+
+
 def exposure(image: torch.Tensor, gain: float, offset: float = 0.0) -> torch.Tensor:
     """``image (3, H, W)`` in [0, 1] as an 8-bit camera records it at ``gain`` times the
     exposure on a background raised by ``offset`` (of full scale): scaled, shifted, rounded to
@@ -148,10 +188,17 @@ def exposure(image: torch.Tensor, gain: float, offset: float = 0.0) -> torch.Ten
 
 
 def photometric(image: torch.Tensor, params: AugmentParams, generator: torch.Generator) -> torch.Tensor:
-    """Stain changes (:func:`stain`), colour gains, exposure and offset (:func:`exposure`),
-    contrast (scale about the mean), brightness (add), gamma; ``(3, H, W)``."""
+    """Stain changes (:func:`stain`), another lab's staining (:func:`restained`) and colour
+    gains on colour images, exposure and offset (:func:`exposure`), contrast (scale about the
+    mean), brightness (add), gamma; ``(3, H, W)``."""
     image = stain(image, params, generator)
-    if params.color and not (torch.equal(image[0], image[1]) and torch.equal(image[1], image[2])):
+    colour = (params.hed or params.color) and not (
+        torch.equal(image[0], image[1]) and torch.equal(image[1], image[2])
+    )
+    if params.hed and colour:
+        amounts = torch.empty(3).uniform_(-params.hed, params.hed, generator=generator).exp()
+        image = restained(image, amounts)
+    if params.color and colour:
         gains = 1.0 + torch.empty(3, 1, 1).uniform_(-params.color, params.color, generator=generator)
         image = image * gains
     if params.gain or params.offset:
