@@ -78,8 +78,9 @@ def test_stain_changes_are_a_restaining_in_8_bits_hand_computed():
     truth = np.ones((1, 4), np.uint16)
     same, kept = stained_with("hematoxylin", 1.0)(image, truth)
     assert np.array_equal(same, image) and kept is truth
-    for stain, amounts in (("hematoxylin", [2.0, 1.0, 1.0]), ("eosin", [1.0, 0.5, 1.0])):
-        changed = stained_with(stain, max(amounts, key=lambda a: abs(a - 1)))(image, truth)[0]
+    for stain, factor, amounts in (("hematoxylin", 2.0, [2.0, 1.0, 1.0]),
+                                   ("eosin", 0.5, [1.0, 0.5, 1.0])):
+        changed = stained_with(stain, factor)(image, truth)[0]
         # by hand: optical density -log((x + 1) / 256), split into stains, one scaled, back
         stains = -np.log((image[0, :2] + 1.0) / 256.0) @ hed_from_rgb
         expected = np.rint(256 * np.exp(-(stains * amounts) @ rgb_from_hed) - 1)

@@ -32,7 +32,8 @@ def image_kind(image: np.ndarray) -> str:
     """
     pixels = image.reshape(-1, image.shape[-1]).astype(np.int16)
     bright = float(np.median(pixels.mean(axis=1)))
-    return STAINED if has_colour(image) or bright > BRIGHT_MEDIAN else FLUORESCENCE
+    colour = _colour_levels(pixels) > COLOUR_LEVELS
+    return STAINED if colour or bright > BRIGHT_MEDIAN else FLUORESCENCE
 
 
 def has_colour(image: np.ndarray) -> bool:
@@ -45,8 +46,11 @@ def has_colour(image: np.ndarray) -> bool:
     >>> has_colour(np.dstack([np.full((4, 4), 90, np.uint8)] * 2 + [np.full((4, 4), 40, np.uint8)]))
     True
     """
-    pixels = image.reshape(-1, image.shape[-1]).astype(np.int16)
-    colour = float(
+    return _colour_levels(image.reshape(-1, image.shape[-1]).astype(np.int16)) > COLOUR_LEVELS
+
+
+def _colour_levels(pixels: np.ndarray) -> float:
+    """Mean ``|R - G| + |G - B|`` of ``(N, 3) int16`` pixels, in gray levels."""
+    return float(
         np.abs(pixels[:, 0] - pixels[:, 1]).mean() + np.abs(pixels[:, 1] - pixels[:, 2]).mean()
     )
-    return colour > COLOUR_LEVELS
