@@ -62,25 +62,35 @@ def load_scoring(args: argparse.Namespace) -> Scoring:
 
 
 def add_sampling_args(parser: argparse.ArgumentParser) -> None:
-    """``--every`` n-th image of each kind, ``--every-stained`` for the rare stained kind."""
+    """``--every`` n-th image of each kind, ``--every-stained`` for the rare stained kind, or
+    ``--ids``: the images whose ids start with these."""
     parser.add_argument("--every", type=int, default=10, help="score every n-th image of a kind")
     parser.add_argument("--every-stained", type=int, default=None,
                         help="every n-th stained image instead (the rare kind; default: --every)")
+    parser.add_argument("--ids", nargs="+", default=None, metavar="PREFIX",
+                        help="only the images whose ids start with one of these (every one of them)")
 
 
 def sampled_images(
     samples: list[Sample], args: argparse.Namespace, in_split: Counter[str],
 ) -> Iterator[tuple[Sample, np.ndarray, str]]:
-    """The every-th, 2 x every-th, ... image of each kind (:func:`add_sampling_args`), each as
-    ``(sample, (H, W, 3) uint8 image, kind)``, with a progress bar; ``in_split`` counts every
-    image of each kind read, sampled or not."""
+    """The every-th, 2 x every-th, ... image of each kind (:func:`add_sampling_args`), or with
+    ``args.ids`` every image whose id starts with one of them, each as ``(sample, (H, W, 3)
+    uint8 image, kind)``, with a progress bar; ``in_split`` counts every image of each kind
+    read, sampled or not. An id prefix that matches no image is a ``SystemExit`` naming it."""
     every = {kind: args.every for kind in KINDS}
     every[STAINED] = args.every_stained or args.every
+    prefixes = tuple(getattr(args, "ids", None) or ())
+    if prefixes:
+        unmatched = [p for p in prefixes if not any(s.id.startswith(p) for s in samples)]
+        if unmatched:
+            raise SystemExit(f"--ids: no image of the split starts with {', '.join(unmatched)}")
+        samples = [s for s in samples if s.id.startswith(prefixes)]
     for sample in tqdm(samples, desc="predict", unit="img"):
         image = read_image(sample.image)
         kind = image_kind(image)
         in_split[kind] += 1
-        if in_split[kind] % every[kind] == 0:
+        if prefixes or in_split[kind] % every[kind] == 0:
             yield sample, image, kind
 
 

@@ -55,6 +55,12 @@ def test_sampled_images_take_every_nth_of_each_kind_and_count_all(tiny_dsb):
         assert [g[0] for g in got] == taken and {g[2] for g in got} == {"stained"}
         assert in_split == Counter(stained=3)
     assert got[0][1] == (96, 64, 3)
+    # --ids: every image whose id starts with one of them, in the split's order
+    args = argparse.Namespace(every=2, every_stained=3, ids=["img2", "img0"])
+    assert [s.id for s, _, _ in sampled_images(samples, args, Counter())] == ["img0", "img2"]
+    args.ids = ["img", "nope"]
+    with pytest.raises(SystemExit, match="starts with nope"):
+        next(sampled_images(samples, args, Counter()))
 
 
 def test_exposure_changes_are_a_cameras_hand_computed():

@@ -220,6 +220,30 @@ def test_foreground_crops_hold_a_nucleus():
     assert crops[0][1].sum() == 0  # no nucleus to centre on: a crop from anywhere
 
 
+def test_draws_follow_stain_and_area_weights():
+    """Four images: a large and a small one of each kind; 4,000 draws of one epoch counted."""
+    def sample(side: int, stained: bool) -> NativeSample:
+        return NativeSample(np.zeros((side, side, 3), np.uint8), np.zeros((side, side), np.uint8),
+                            1.0, stained, 20.0)
+
+    samples = [sample(512, False), sample(128, False), sample(512, True), sample(128, True)]
+
+    def shares(oversample: float, power: float) -> list[float]:
+        crops = CropSet(samples, 32, 1000, 0.0, NO_AUGMENT, False, oversample, seed=1,
+                        area_power=power)
+        assert len(crops) == 4000  # the epoch's size never changes
+        return (np.bincount(crops.order, minlength=4) / 4000).tolist()
+
+    # weights 1 : 1 : 1 : 1; stained 3x: 1 : 1 : 3 : 3; by area (16 : 1 crops of 128 px) to the
+    # power 1/2: 4 : 1 : 4 : 1; both: 4 : 1 : 12 : 3
+    for (oversample, power), want in {
+        (1.0, 0.0): [1 / 4] * 4, (3.0, 0.0): [1 / 8, 1 / 8, 3 / 8, 3 / 8],
+        (1.0, 0.5): [0.4, 0.1, 0.4, 0.1], (3.0, 0.5): [0.2, 0.05, 0.6, 0.15],
+    }.items():
+        assert shares(oversample, power) == pytest.approx(want, abs=0.025)
+    assert shares(1.0, 0.0) == shares(1.0, 0.0)  # seeded: the same draw again
+
+
 def test_padded_region_mirrors_small_images():
     small = np.arange(6).reshape(2, 3)
     region = padded_region(small, 0, 0, 5)

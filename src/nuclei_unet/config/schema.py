@@ -205,6 +205,9 @@ class TrainParams(Section):
     scale_jitter: float = Field(0.25, ge=0, lt=1)  # crops zoomed by [1/(1+x), 1+x], log-uniform
     edge: bool = True  # also learn the edge class (a second output channel); needs crops
     oversample_stained: float = Field(1.0, ge=1)  # crops: stained images drawn this many times more
+    # crops: each image drawn in proportion to its area (at the native set's scale) to this
+    # power: 0 each image alike, 1 each pixel alike (large sparse images are otherwise rarely seen)
+    area_power: float = Field(0.0, ge=0, le=1)
     # crops: the stained/brightfield images also get augment.gain and offset (false: only the
     # fluorescence ones, whose exposure varies between microscopes far more)
     exposure_stained: bool = True

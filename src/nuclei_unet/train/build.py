@@ -102,7 +102,7 @@ def make_crop_data(
     dataset = CropSet(
         train, params.crop_size, params.crops_per_image, params.scale_jitter, params.augment,
         params.edge, params.oversample_stained, seed, params.contact_weight,
-        params.foreground_crops, params.exposure_stained,
+        params.foreground_crops, params.exposure_stained, params.area_power,
     )
     vx, vy = val_crops(val, params.crop_size, params.edge)
     return shuffled_batches(dataset, params, seed, group, pin_memory), (vx, vy, None)

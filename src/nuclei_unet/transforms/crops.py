@@ -1,7 +1,8 @@
 """Random crops of the native set, zoomed a little, for training at a common nucleus size.
 
-Every epoch draws ``crops_per_image`` crops per training image (stained images drawn
-``oversample_stained`` times as often, the total unchanged), each from a random place (or, for
+Every epoch draws ``crops_per_image`` crops per training image on average (stained images drawn
+``oversample_stained`` times as often, and each image in proportion to its area to the power
+``area_power``; the total unchanged), each from a random place (or, for
 a ``foreground`` share of them, around a random nucleus pixel: nnU-Net's foreground
 oversampling, so that large sparse images do not give mostly empty crops) and at a random
 zoom, then augmented like the resized set (:func:`..augment.augment`), with loss weights
@@ -98,6 +99,30 @@ def crop_tensors(
     return image, target, weight
 
 
+def draw_weights(
+    samples: Sequence[NativeSample], oversample_stained: float, area_power: float, size: int,
+) -> np.ndarray:
+    """``(n,) float64`` probabilities, summing to 1, of drawing each sample for a crop:
+    ``oversample_stained`` for a stained sample (1 for the others) times its area in
+    ``size``-px crops to the power ``area_power`` (0: every image alike; 1: every pixel alike).
+
+    >>> def sample(side, stained):
+    ...     return NativeSample(np.zeros((side, side, 3), np.uint8),
+    ...                         np.zeros((side, side), np.uint8), 1.0, stained, None)
+    >>> large, small = sample(512, False), sample(128, True)  # 16 crops' area and 1
+    >>> draw_weights([large, small], 1.0, 0.0, 128).tolist()
+    [0.5, 0.5]
+    >>> draw_weights([large, small], 1.0, 0.5, 128).tolist()  # sqrt(16) : sqrt(1)
+    [0.8, 0.2]
+    >>> draw_weights([large, small], 4.0, 1.0, 128).tolist()  # 16 : 4 x 1
+    [0.8, 0.2]
+    """
+    areas = np.array([s.image.shape[0] * s.image.shape[1] / size**2 for s in samples])
+    weights = np.array([oversample_stained if s.stained else 1.0 for s in samples])
+    weights = weights * areas**area_power
+    return weights / weights.sum()
+
+
 class CropSet(Dataset):
     """Random zoomed crops of native samples; call ``set_epoch`` before each epoch."""
 
@@ -105,6 +130,7 @@ class CropSet(Dataset):
         self, samples: Sequence[NativeSample], size: int, crops_per_image: int, jitter: float,
         augment_params: AugmentParams, edge: bool, oversample_stained: float, seed: int,
         contact_weight: float = 1.0, foreground: float = 0.0, exposure_stained: bool = True,
+        area_power: float = 0.0,
     ) -> None:
         self.samples, self.size, self.jitter = list(samples), size, jitter
         self.foreground = foreground
@@ -117,8 +143,7 @@ class CropSet(Dataset):
             update={"gain": 0.0, "offset": 0.0}
         )
         self.n = crops_per_image * len(self.samples)
-        weights = np.array([oversample_stained if s.stained else 1.0 for s in self.samples])
-        self.p = weights / weights.sum()
+        self.p = draw_weights(self.samples, oversample_stained, area_power, size)
         self.set_epoch(0)
 
     def set_epoch(self, epoch: int) -> None:
