@@ -234,8 +234,8 @@ def test_draws_follow_stain_and_area_weights():
         assert len(crops) == 4000  # the epoch's size never changes
         return (np.bincount(crops.order, minlength=4) / 4000).tolist()
 
-    # weights 1 : 1 : 1 : 1; stained 3x: 1 : 1 : 3 : 3; by area (16 : 1 crops of 128 px) to the
-    # power 1/2: 4 : 1 : 4 : 1; both: 4 : 1 : 12 : 3
+    # weights 1 : 1 : 1 : 1; stained 3x: 1 : 1 : 3 : 3; by area (16 : 1, whatever the crop
+    # size) to the power 1/2: 4 : 1 : 4 : 1; both: 4 : 1 : 12 : 3
     for (oversample, power), want in {
         (1.0, 0.0): [1 / 4] * 4, (3.0, 0.0): [1 / 8, 1 / 8, 3 / 8, 3 / 8],
         (1.0, 0.5): [0.4, 0.1, 0.4, 0.1], (3.0, 0.5): [0.2, 0.05, 0.6, 0.15],
