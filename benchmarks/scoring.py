@@ -80,7 +80,7 @@ def sampled_images(
     read, sampled or not. An id prefix that matches no image is a ``SystemExit`` naming it."""
     every = {kind: args.every for kind in KINDS}
     every[STAINED] = args.every_stained or args.every
-    prefixes = tuple(getattr(args, "ids", None) or ())
+    prefixes = tuple(args.ids or ())
     if prefixes:
         unmatched = [p for p in prefixes if not any(s.id.startswith(p) for s in samples)]
         if unmatched:

@@ -50,7 +50,7 @@ def test_sampled_images_take_every_nth_of_each_kind_and_count_all(tiny_dsb):
     for every, every_stained, taken in ((1, None, ["img0", "img1", "img2"]), (1, 2, ["img1"]),
                                         (2, 3, ["img2"])):
         in_split: Counter[str] = Counter()
-        args = argparse.Namespace(every=every, every_stained=every_stained)
+        args = argparse.Namespace(every=every, every_stained=every_stained, ids=None)
         got = [(s.id, image.shape, kind) for s, image, kind in sampled_images(samples, args, in_split)]
         assert [g[0] for g in got] == taken and {g[2] for g in got} == {"stained"}
         assert in_split == Counter(stained=3)
