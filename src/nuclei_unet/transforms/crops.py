@@ -100,24 +100,24 @@ def crop_tensors(
 
 
 def draw_weights(
-    samples: Sequence[NativeSample], oversample_stained: float, area_power: float, size: int,
+    samples: Sequence[NativeSample], oversample_stained: float, area_power: float,
 ) -> np.ndarray:
     """``(n,) float64`` probabilities, summing to 1, of drawing each sample for a crop:
-    ``oversample_stained`` for a stained sample (1 for the others) times its area in
-    ``size``-px crops to the power ``area_power`` (0: every image alike; 1: every pixel alike).
+    ``oversample_stained`` for a stained sample (1 for the others) times its area to the power
+    ``area_power`` (0: every image alike; 1: every pixel alike; the unit cancels out).
 
     >>> def sample(side, stained):
     ...     return NativeSample(np.zeros((side, side, 3), np.uint8),
     ...                         np.zeros((side, side), np.uint8), 1.0, stained, None)
-    >>> large, small = sample(512, False), sample(128, True)  # 16 crops' area and 1
-    >>> draw_weights([large, small], 1.0, 0.0, 128).tolist()
+    >>> large, small = sample(512, False), sample(128, True)  # areas 16 : 1
+    >>> draw_weights([large, small], 1.0, 0.0).tolist()
     [0.5, 0.5]
-    >>> draw_weights([large, small], 1.0, 0.5, 128).tolist()  # sqrt(16) : sqrt(1)
+    >>> draw_weights([large, small], 1.0, 0.5).tolist()  # sqrt(16) : sqrt(1)
     [0.8, 0.2]
-    >>> draw_weights([large, small], 4.0, 1.0, 128).tolist()  # 16 : 4 x 1
+    >>> draw_weights([large, small], 4.0, 1.0).tolist()  # 16 : 4 x 1
     [0.8, 0.2]
     """
-    areas = np.array([s.image.shape[0] * s.image.shape[1] / size**2 for s in samples])
+    areas = np.array([s.image.shape[0] * s.image.shape[1] for s in samples], dtype=np.float64)
     weights = np.array([oversample_stained if s.stained else 1.0 for s in samples])
     weights = weights * areas**area_power
     return weights / weights.sum()
@@ -143,7 +143,7 @@ class CropSet(Dataset):
             update={"gain": 0.0, "offset": 0.0}
         )
         self.n = crops_per_image * len(self.samples)
-        self.p = draw_weights(self.samples, oversample_stained, area_power, size)
+        self.p = draw_weights(self.samples, oversample_stained, area_power)
         self.set_epoch(0)
 
     def set_epoch(self, epoch: int) -> None:
