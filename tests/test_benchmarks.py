@@ -2,6 +2,7 @@
 exposure and stain changes, and the error sources' segmentations, on hand-computed cases."""
 
 import argparse
+import io
 import json
 import sys
 from pathlib import Path
@@ -258,3 +259,94 @@ def test_norm_speed_times_each_norm_in_its_layout(tmp_path, monkeypatch, capsys)
     # batch norm channels_last, instance norm contiguous, then instance norm channels_last
     assert layouts[:3] == [("batch", True), ("instance", False), ("instance", True)]
     assert len(layouts) == 3 * 3  # two warm-up steps and one timed, each variant
+
+
+def _png(pixels: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(pixels.astype(np.uint8) * 255).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _square(top: int, left: int, size: int = 2) -> np.ndarray:
+    mask = np.zeros((4, 4), dtype=bool)
+    mask[top : top + size, left : left + size] = True
+    return mask
+
+
+@pytest.mark.parametrize("source", ["zip", "folder"])
+def test_label_fixes_replace_train_masks_only_and_separate_overlaps(tmp_path, capsys, source):
+    import zipfile
+
+    import label_fixes
+    from PIL import Image
+
+    from nuclei_unet.io.dsb import list_samples, load_instances
+
+    image = _png(np.zeros((4, 4), dtype=bool))
+    original = {  # id -> mask name -> pixels; "gone" is dropped by the fixes
+        "a": {"m1.png": _square(0, 0)}, "b": {"m1.png": _square(2, 2)},
+        "c": {"m1.png": _square(0, 0)}, "gone": {"m1.png": _square(1, 1)},
+    }
+    with zipfile.ZipFile(tmp_path / "original.zip", "w") as archive:
+        for image_id, masks in original.items():
+            archive.writestr(f"{image_id}/images/{image_id}.png", image)
+            for name, mask in masks.items():
+                archive.writestr(f"{image_id}/masks/{name}", _png(mask))
+    fixes = {  # a: split in two masks sharing pixel (1, 1); c: changed but in val
+        "a": {"m1-1.png": _square(0, 0), "m1-2.png": _square(1, 1)},
+        "b": {"m1.png": _square(2, 2)}, "c": {"m1.png": _square(2, 0)},
+    }
+    with zipfile.ZipFile(tmp_path / "fixes.zip", "w") as archive:  # GitHub's top folder
+        for image_id, masks in fixes.items():
+            for name, mask in masks.items():
+                archive.writestr(f"fixes-123/stage1_train/{image_id}/masks/{name}", _png(mask))
+    if source == "folder":  # a clone of the repository
+        with zipfile.ZipFile(tmp_path / "fixes.zip") as archive:
+            archive.extractall(tmp_path)
+    (tmp_path / "split.json").write_text(
+        json.dumps({"train": ["a", "b", "gone"], "val": ["c"], "test": []}))
+    fixes_path = tmp_path / ("fixes.zip" if source == "zip" else "fixes-123")
+    label_fixes.main(["--original", str(tmp_path / "original.zip"), "--fixes", str(fixes_path),
+                      "--split", str(tmp_path / "split.json"), "--out", str(tmp_path / "out.zip")])
+    log = capsys.readouterr().out
+    assert "a/masks/m1-2.png: 1 pixel(s) shared with an earlier mask taken out" in log
+    assert "3 images of train: 1 take corrected masks, 1 unchanged, 1 dropped" in log
+    with zipfile.ZipFile(tmp_path / "out.zip") as archive:
+        archive.extractall(tmp_path / "raw")
+        assert not any(n == "a/masks/m1.png" for n in archive.namelist())
+    labels = {s.id: load_instances(s)[1] for s in list_samples(tmp_path / "raw")}
+    expected_a = np.zeros((4, 4), dtype=np.uint16)
+    expected_a[1:3, 1:3] = 2
+    expected_a[0:2, 0:2] = 1  # the shared pixel (1, 1) stays with the earlier mask
+    np.testing.assert_array_equal(labels["a"], expected_a)
+    np.testing.assert_array_equal(labels["c"], _square(0, 0))  # val keeps its original
+    np.testing.assert_array_equal(labels["gone"], _square(1, 1))
+    assert np.asarray(Image.open(tmp_path / "raw/a/masks/m1-2.png")).max() == 255
+
+
+def test_label_fixes_name_a_source_without_masks(tmp_path):
+    import label_fixes
+
+    from nuclei_unet.errors import DataError
+
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="empty: no stage1_train/<id>/masks"):
+        label_fixes.read_fixed_masks(tmp_path / "empty")
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(DataError, match="notes.txt: neither a folder nor a zip"):
+        label_fixes.read_fixed_masks(tmp_path / "notes.txt")
+
+
+def test_label_fixes_drop_a_mask_inside_earlier_ones_and_name_a_size_mismatch():
+    import label_fixes
+
+    from nuclei_unet.errors import DataError
+
+    masks = {"a.png": _png(_square(0, 0, 3)), "b.png": _png(_square(1, 1))}
+    kept, notes = label_fixes.separate(masks, "x/masks")
+    assert kept == {"a.png": masks["a.png"]}
+    assert notes == ["x/masks/b.png: lies wholly inside earlier masks, dropped"]
+    with pytest.raises(DataError, match="x/masks/b.png: mask is \\(2, 2\\), earlier ones \\(4, 4\\)"):
+        label_fixes.separate({**masks, "b.png": _png(np.ones((2, 2), dtype=bool))}, "x/masks")
