@@ -326,7 +326,9 @@ def test_label_fixes_replace_train_masks_only_and_separate_overlaps(tmp_path, ca
     assert np.asarray(Image.open(tmp_path / "raw/a/masks/m1-2.png")).max() == 255
 
 
-def test_label_fixes_name_a_source_without_masks(tmp_path):
+def test_label_fixes_name_a_source_without_masks_a_missing_image_and_an_unknown_split(tmp_path):
+    import zipfile
+
     import label_fixes
 
     from nuclei_unet.errors import DataError
@@ -337,6 +339,16 @@ def test_label_fixes_name_a_source_without_masks(tmp_path):
     (tmp_path / "notes.txt").write_text("x")
     with pytest.raises(DataError, match="notes.txt: neither a folder nor a zip"):
         label_fixes.read_fixed_masks(tmp_path / "notes.txt")
+    with zipfile.ZipFile(tmp_path / "original.zip", "w") as archive:
+        archive.writestr("a/images/a.png", b"")
+    with pytest.raises(DataError, match="original.zip: no images \\['b'\\] named in the split"):
+        label_fixes.build(tmp_path / "original.zip", {"b": {}}, {"a", "b"}, tmp_path / "out.zip")
+    assert not (tmp_path / "out.zip").exists()
+    (tmp_path / "split.json").write_text(json.dumps({"train": ["a"], "val": []}))
+    with pytest.raises(SystemExit, match="split.json: no split \\['tran'\\]"):
+        label_fixes.main(["--original", str(tmp_path / "original.zip"), "--fixes", "x",
+                          "--split", str(tmp_path / "split.json"), "--splits", "tran",
+                          "--out", str(tmp_path / "out.zip")])
 
 
 def test_label_fixes_drop_a_mask_inside_earlier_ones_and_name_a_size_mismatch():
