@@ -315,7 +315,7 @@ def test_label_fixes_replace_train_masks_only_and_separate_overlaps(tmp_path, ca
     assert "3 images of train: 1 take corrected masks, 1 unchanged, 1 dropped" in log
     with zipfile.ZipFile(tmp_path / "out.zip") as archive:
         archive.extractall(tmp_path / "raw")
-        assert not any(n == "a/masks/m1.png" for n in archive.namelist())
+        assert "a/masks/m1.png" not in archive.namelist()
     labels = {s.id: load_instances(s)[1] for s in list_samples(tmp_path / "raw")}
     expected_a = np.zeros((4, 4), dtype=np.uint16)
     expected_a[1:3, 1:3] = 2
