@@ -2,8 +2,8 @@
 
     nuclei-unet predict IMAGE_OR_DIR... --model models/model.pt --out results/
 
-For each image (PNG, TIF or JPG; 8- or 16-bit; gray, RGB or RGBA; any size) it writes, at the
-image's own size: <stem>_mask.png (uint8 0/255), <stem>_labels.png (uint16 labels),
+For each image (PNG, TIF or JPG; 8- or 16-bit; gray, RGB or RGBA; any size; one channel of a
+multi-channel TIFF with --channel) it writes, at the image's own size: <stem>_mask.png (uint8 0/255), <stem>_labels.png (uint16 labels),
 <stem>_labels.tif (compressed TIFF, uint16 or uint32, with the input TIFF's pixel size),
 <stem>_rois.zip (one ImageJ polygon ROI per nucleus, named by label) and <stem>_overlay.png
 (numbered, coloured outlines); --format picks some of them. objects.csv gets one row per
@@ -62,6 +62,13 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+def _channel(text: str) -> int:
+    """``--channel``'s value: a 0-based index."""
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a channel index (0, 1, 2, ...)")
+    return int(text)
+
+
 def add_setting_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per predict setting, typed and documented from :class:`PredictParams`; each
     defaults to None, meaning "the model file's value"."""
@@ -98,6 +105,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--format", action="append", choices=list(FORMATS), dest="formats",
         help="a file to write per image, repeatable (default: all of them)",
+    )
+    p.add_argument(
+        "--channel", type=_channel, metavar="INT",
+        help="segment this channel (0-based) of each image, in gray: the nuclear stain of a "
+        "multi-channel TIFF (C axis, or its pages), or R, G or B of a colour image (default: "
+        "the whole image; a TIFF of several channels is then refused, not read as its first)",
     )
     add_setting_flags(p)
     t = sub.add_parser(
@@ -165,7 +178,7 @@ def predict_command(args: argparse.Namespace) -> int:
     failed = []
     for path in tqdm(images, desc="segment", unit="img"):
         try:
-            image = read_image(path)
+            image = read_image(path, args.channel)
             pixel_size = read_pixel_size(path)
         except NucleiError as exc:  # report and go on with the other files
             log.error("skipped: %s", exc)

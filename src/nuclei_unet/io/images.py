@@ -21,6 +21,7 @@ from nuclei_unet.io.png import (
     gray8_band,
     unfilter_bands,
 )
+from nuclei_unet.io.tiff import TIFF_SUFFIXES, read_tiff
 
 
 def _load(path: Path, data: bytes | None = None) -> Image.Image:
@@ -62,24 +63,34 @@ def to_uint8(arr: np.ndarray) -> np.ndarray:
 _ARRAY_MODES = {"1", "L", "LA", "RGB", "RGBA", "I", "I;16", "I;16B", "I;16L", "F"}
 
 
-def read_image(path: str | Path) -> np.ndarray:
+def read_image(path: str | Path, channel: int | None = None) -> np.ndarray:
     """Read an image as ``(H, W, 3) uint8`` RGB: alpha dropped, gray expanded, 16-bit scaled.
 
-    PNGs with 8-bit samples (every DSB image) are decoded by libspng, straight to RGB, in half
-    the time PIL takes; any other file goes through PIL.
+    ``channel`` (0-based) reads one channel of a multi-channel image as gray: a TIFF's channel
+    (see :func:`~nuclei_unet.io.tiff.read_tiff`, which also refuses stacks, and TIFFs of
+    several channels when ``channel`` is None), or R, G or B of a colour image. TIFFs are
+    decoded by tifffile; PNGs with 8-bit samples (every DSB image) read whole by libspng,
+    straight to RGB, in half the time PIL takes; any other file by PIL.
     """
     path = Path(path)
     data = read_bytes(path)
-    kind = depth_and_color(data)
-    if kind is not None and (kind[0] == 8 or kind[1] == PALETTE):
-        try:
-            return pyspng.load(data, format="RGB")
-        except RuntimeError as exc:  # pyspng reports every decoding problem so
-            raise DataError(f"{path}: cannot decode image ({exc})") from exc
-    im = _load(path, data)
-    if im.mode not in _ARRAY_MODES:
-        im = im.convert("RGB")  # a palette's indices are not pixel values
-    arr = np.asarray(im)
+    sample = channel
+    if path.suffix.lower() in TIFF_SUFFIXES:
+        arr, sample = read_tiff(path, data, channel)
+    else:
+        if channel is None:
+            kind = depth_and_color(data)
+            if kind is not None and (kind[0] == 8 or kind[1] == PALETTE):
+                try:
+                    return pyspng.load(data, format="RGB")
+                except RuntimeError as exc:  # pyspng reports every decoding problem so
+                    raise DataError(f"{path}: cannot decode image ({exc})") from exc
+        im = _load(path, data)
+        if im.mode not in _ARRAY_MODES:
+            im = im.convert("RGB")  # a palette's indices are not pixel values
+        arr = np.asarray(im)
+    if sample is not None:
+        arr = _sample(arr, sample, path)
     if arr.ndim == 2:
         arr = np.repeat(arr[:, :, None], 3, axis=2)
     elif arr.ndim == 3 and arr.shape[2] in (1, 2):
@@ -93,6 +104,15 @@ def read_image(path: str | Path) -> np.ndarray:
         return np.ascontiguousarray(to_uint8(arr))
     except DataError as exc:
         raise DataError(f"{path}: {exc}") from exc
+
+
+def _sample(arr: np.ndarray, channel: int, path: Path) -> np.ndarray:
+    """Channel ``channel`` of ``arr``, ``(H, W)`` or ``(H, W, S)``, as ``(H, W)``; alpha is
+    not a channel (gray + alpha has one, RGB(A) three)."""
+    count = 1 if arr.ndim == 2 else (1 if arr.shape[2] <= 2 else 3)
+    if channel >= count:
+        raise DataError(f"{path}: no channel {channel}: it has {count}")
+    return arr if arr.ndim == 2 else arr[:, :, channel]
 
 
 def read_labels(path: str | Path) -> np.ndarray:

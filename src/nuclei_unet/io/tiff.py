@@ -1,8 +1,10 @@
-"""Label images as TIFF for Fiji, napari, QuPath and CellProfiler, with the pixel size kept."""
+"""TIFF in and out: which plane of a multi-channel input to read, and label images as TIFF
+for Fiji, napari, QuPath and CellProfiler, with the pixel size kept."""
 
 from __future__ import annotations
 
 import dataclasses
+import io
 from pathlib import Path
 
 import numpy as np
@@ -57,6 +59,77 @@ def _pixel_size(path: str | Path) -> PixelSize | None:
         if not per_unit:
             return None
         return PixelSize(per_unit / xres, per_unit / yres)
+
+
+TIFF_SUFFIXES = (".tif", ".tiff")
+
+# tifffile's axis letters: C is a channel; Q (unknown) and I (image sequence) are the pages of
+# a TIFF that names no axes, as often channels as not. The rest (Z, T, ...) stack planes of
+# one channel, of which the model segments only one.
+_CHANNEL_AXES = "CQI"
+_PLANE_AXES = "YXS"
+
+
+def read_tiff(path: str | Path, data: bytes, channel: int | None) -> tuple[np.ndarray, int | None]:
+    """The plane of the TIFF ``path`` (its bytes: ``data``) to segment, decoded by tifffile as
+    stored (16-bit colour kept 16-bit, where PIL keeps the high byte): ``(H, W)`` or
+    ``(H, W, S)`` pixel values, and the sample of it that ``channel`` picks (None: all).
+
+    The plane is found from the first series' axes (size-1 axes dropped). One plane (``YX``,
+    or ``YXS`` in colour) is read whole; ``channel`` then picks a sample of a colour plane.
+    Several channels (``CYX``, or pages without axis names) need ``channel``, the 0-based
+    index of the nuclear stain: guessing would segment the wrong stain without a word. Stacks
+    (``Z``, ``T``, ...) are refused: the model segments one 2-D plane. Palette images come back
+    as their colours, min-is-white ones inverted. Every refusal is a DataError naming ``path``,
+    its axes and its shape.
+    """
+    try:
+        with tifffile.TiffFile(io.BytesIO(data)) as tif:
+            series = tif.series[0]
+            index, sample = _plane(path, series.axes, tuple(series.shape), channel)
+            page = series.pages[index]
+            return _pixels(page.keyframe, page.asarray()), sample
+    except (tifffile.TiffFileError, IndexError, ValueError, KeyError, OSError) as exc:
+        raise DataError(f"{path}: cannot read the TIFF ({exc})") from exc
+
+
+def _plane(
+    path: str | Path, axes: str, shape: tuple[int, ...], channel: int | None
+) -> tuple[int, int | None]:
+    """:func:`read_tiff`'s choice: the index of the plane's page in its series, and the sample."""
+    described = f"axes {axes}, shape {'x'.join(map(str, shape))}"
+    planes = {axis: n for axis, n in zip(axes, shape) if axis not in _PLANE_AXES and n > 1}
+    if len(planes) > 1 or any(axis not in _CHANNEL_AXES for axis in planes):
+        raise DataError(
+            f"{path}: a stack of {'x'.join(str(n) for n in planes.values())} planes ({described});"
+            " the model segments one 2-D image: save the plane to segment as its own file"
+        )
+    if not planes:
+        return 0, channel
+    (n,) = planes.values()
+    if channel is None:
+        raise DataError(
+            f"{path}: {n} channels ({described}); pick the nuclear stain's with "
+            f"nuclei-unet predict --channel (0 to {n - 1})"
+        )
+    if channel >= n:
+        raise DataError(f"{path}: no channel {channel}: it has {n} ({described})")
+    return channel, None  # tifffile's series keep one page per plane of the YX(S) axes
+
+
+def _pixels(key: tifffile.TiffPage, arr: np.ndarray) -> np.ndarray:
+    """A decoded page ``arr`` as ``(H, W)`` or ``(H, W, S)`` values that look as the file
+    means them: samples last, a palette's indices as its colours, min-is-white inverted."""
+    if arr.ndim == 3 and key.axes.startswith("S"):  # planar: samples stored plane by plane
+        arr = np.moveaxis(arr, 0, -1)
+    if key.photometric == tifffile.PHOTOMETRIC.PALETTE:
+        return np.moveaxis(key.colormap[:, arr], 0, -1)  # (3, H, W) uint16 -> (H, W, 3)
+    if key.photometric == tifffile.PHOTOMETRIC.MINISWHITE:
+        if arr.dtype == bool:
+            return ~arr
+        if arr.dtype.kind == "u":
+            return np.iinfo(arr.dtype).max - arr
+    return arr
 
 
 def write_labels_tif(path: str | Path, labels: np.ndarray, pixel_size: PixelSize | None) -> None:
