@@ -9,6 +9,7 @@ from PIL import Image
 
 from nuclei_unet.errors import DataError
 from nuclei_unet.io.dsb import list_samples, load_instances
+from nuclei_unet.io.files import read_bytes, read_json
 
 
 def _one(tmp_path):
@@ -71,3 +72,19 @@ def test_folder_without_its_image(tmp_path):
 def test_no_images_at_all(tmp_path):
     with pytest.raises(DataError, match="no image folders"):
         list_samples(tmp_path)
+
+
+def test_json_files_missing_or_malformed(tmp_path):
+    with pytest.raises(DataError, match=r"split\.json: file not found"):
+        read_json(tmp_path / "split.json")
+    (tmp_path / "split.json").write_text('{"train": ["a",]}')
+    with pytest.raises(DataError, match=r"split\.json: not valid JSON \(Expecting value at line 1\)"):
+        read_json(tmp_path / "split.json")
+
+
+def test_a_folder_where_a_file_should_be(tmp_path):
+    (tmp_path / "a.png").mkdir()
+    with pytest.raises(DataError, match=r"a\.png: cannot read \(Is a directory\)"):
+        read_bytes(tmp_path / "a.png")
+    with pytest.raises(DataError, match=r"b\.png: file not found"):
+        read_bytes(tmp_path / "b.png")

@@ -85,3 +85,28 @@ def test_not_dsb_layout(tmp_path):
 def test_not_a_zip(tmp_path):
     (tmp_path / "bad.zip").write_bytes(b"PK\x03\x04 truncated")
     _assert_refused(tmp_path / "bad.zip", tmp_path / "out", "not a valid zip")
+
+
+def test_missing_zip(tmp_path):
+    with pytest.raises(DataError, match=r"nope\.zip: zip file not found"):
+        extract_zip(tmp_path / "nope.zip", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_image_folders_under_two_roots(tiny_dsb, tmp_path):
+    archive = tmp_path / "two.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for root in ("a/", "b/"):
+            zf.write(tiny_dsb / "img0" / "images" / "img0.png", f"{root}img0/images/img0.png")
+    _assert_refused(archive, tmp_path / "out", r"image folders under several roots: \['a/', 'b/'\]")
+
+
+def test_folder_entries_and_files_outside_the_root_are_left_out(tiny_dsb, tmp_path):
+    """A zip as GUIs write it: folder entries, and a README beside the one image root."""
+    archive = _zip_of(tiny_dsb, tmp_path / "d.zip", "stage1_train/")
+    with zipfile.ZipFile(archive, "a") as zf:
+        zf.writestr("stage1_train/", "")
+        zf.writestr("README.txt", "about the data")
+    out = tmp_path / "out"
+    assert extract_zip(archive, out) == 3
+    assert sorted(p.name for p in out.iterdir()) == ["img0", "img1", "img2"]

@@ -157,6 +157,15 @@ def test_command_without_images(tmp_path, tiny_model):
     assert main(["predict", str(tmp_path / "empty"), "--model", str(tiny_model), "--out", str(tmp_path / "o")]) == 1
 
 
+def test_edge_instances_need_a_model_with_the_edge_class(tmp_path, tiny_model, caplog):
+    """tiny_model has one output (no edge class): --instances edge is one error line, exit 1."""
+    Image.fromarray(np.zeros((32, 32), np.uint8)).save(tmp_path / "a.png")
+    args = ["predict", str(tmp_path / "a.png"), "--model", str(tiny_model), "--out", str(tmp_path / "o")]
+    assert main([*args, "--instances", "edge"]) == 1
+    assert "predict.instances 'edge' needs a model trained with train.edge: true" in caplog.text
+    assert main(args) == 0  # its default: the watershed
+
+
 def test_flags_override_the_model_files_settings():
     stored = PredictParams(tta=True, threshold=0.5, mode="tile")
     args = _parser().parse_args(["predict", "x.png", "--model", "m", "--out", "o", "--no-tta",

@@ -107,3 +107,20 @@ def test_a_resumed_run_keeps_the_weights_to_average(tmp_path):
     save_resume(tmp_path / "r.pt", LoopState(epoch=3, recent=recent), net, opt, None, "fp")
     state = load_resume(tmp_path / "r.pt", net, opt, None, "fp")
     assert [s["weight"][0, 0].item() for s in state.recent] == [0.0, 1.0, 2.0]
+
+
+def test_a_checkpoint_of_other_params_or_data_is_not_resumed(tmp_path, caplog):
+    from nuclei_unet.train.resume import LoopState, load_resume, save_resume
+
+    torch.manual_seed(0)
+    old = torch.nn.Linear(2, 1)
+    opt = torch.optim.SGD(old.parameters(), lr=0.1)
+    save_resume(tmp_path / "r.pt", LoopState(epoch=3), old, opt, None, "fp-old")
+    new = torch.nn.Linear(2, 1)
+    before = {k: v.clone() for k, v in new.state_dict().items()}
+    opt_new = torch.optim.SGD(new.parameters(), lr=0.1)
+    with caplog.at_level("INFO", logger="nuclei_unet"):
+        assert load_resume(tmp_path / "r.pt", new, opt_new, None, "fp-new") is None
+    assert "r.pt: it belongs to other params or data" in caplog.text
+    assert all(torch.equal(before[k], v) for k, v in new.state_dict().items())  # untouched
+    assert load_resume(tmp_path / "nope.pt", new, opt_new, None, "fp-new") is None

@@ -55,6 +55,17 @@ def test_an_unknown_norm_is_refused(tmp_path):
         load_checkpoint(tmp_path / "new.pt")
 
 
+def test_bad_model_files_are_named(tmp_path):
+    with pytest.raises(DataError, match=r"nope\.pt: model file not found"):
+        load_checkpoint(tmp_path / "nope.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a torch file")
+    with pytest.raises(DataError, match=r"junk\.pt: cannot load model \(\w+\)"):
+        load_checkpoint(tmp_path / "junk.pt")
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")  # someone else's checkpoint
+    with pytest.raises(DataError, match=r"other\.pt: not a nuclei-unet model file"):
+        load_checkpoint(tmp_path / "other.pt")
+
+
 def test_params_offer_exactly_the_norms_and_input_rules_the_model_knows():
     # the schema's choices are literals; the model's are tuples: one list must not outgrow the other
     fields = ModelParams.model_fields

@@ -7,7 +7,7 @@ import pytest
 import yaml
 from conftest import REPO
 
-from nuclei_unet.config.load import build, load_section, read_params, validate_all
+from nuclei_unet.config.load import build, load_seed, load_section, read_params, validate_all
 from nuclei_unet.config.schema import SECTIONS, DownloadParams, TrainParams
 from nuclei_unet.errors import ParamsError
 
@@ -76,6 +76,33 @@ def test_missing_file_and_section(tmp_path):
     (tmp_path / "p.yaml").write_text("base: {seed: 1}\n")
     with pytest.raises(ParamsError, match="section 'train' is missing"):
         load_section(tmp_path / "p.yaml", "train")
+
+
+@pytest.mark.parametrize("text, message", [
+    ("train: [1\n", r"p\.yaml: not valid YAML \(ParserError\)"),
+    ("- train\n- base\n", r"p\.yaml: expected a mapping of sections at the top level"),
+    ("train: 3\n", r"^train: expected a mapping, got 3$"),
+])
+def test_malformed_params_files_are_named(tmp_path, text, message):
+    (tmp_path / "p.yaml").write_text(text)
+    with pytest.raises(ParamsError, match=message):
+        load_section(tmp_path / "p.yaml", "train")
+
+
+@pytest.mark.parametrize("text, message", [
+    ("base: {seed: 7}\n", None),
+    ("train: {}\n", r"p\.yaml: base\.seed is missing"),
+    ("base: 42\n", r"p\.yaml: base\.seed is missing"),
+    ("base: {seed: true}\n", r"^base\.seed: expected an integer, got True$"),
+    ("base: {seed: '42'}\n", r"^base\.seed: expected an integer, got '42'$"),
+])
+def test_the_shared_seed(tmp_path, text, message):
+    (tmp_path / "p.yaml").write_text(text)
+    if message is None:
+        assert load_seed(tmp_path / "p.yaml") == 7
+        return
+    with pytest.raises(ParamsError, match=message):
+        load_seed(tmp_path / "p.yaml")
 
 
 def test_unknown_section(tmp_path):
