@@ -110,3 +110,30 @@ def test_two_processes_with_ddp(workdir):
     rows = (workdir / "ddp" / "live" / "plots" / "metrics" / "loss.tsv").read_text().splitlines()
     assert len(rows) == 1 + 3
     assert (workdir / "ddp" / "model.pt").is_file()
+
+
+@pytest.mark.parametrize("signum, how", [(signal.SIGTERM, "SIGTERM"), (signal.SIGINT, "Ctrl-C")])
+def test_a_stopped_stage_leaves_no_partial_output(tmp_path, signum, how):
+    """`kill` (SIGTERM) or Ctrl-C mid-write: one line, the shell's exit status, no temporary
+    beside the output, and the earlier output the stage would have replaced still there."""
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["download"]["synthetic"]["count"] = 2000  # minutes of work: it is stopped long before
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "raw" / "keep.txt").write_text("the last run's data")
+    proc = subprocess.Popen(
+        [sys.executable, str(REPO / "stages" / "download.py"), "--params", "params.yaml",
+         "--out", "raw"], cwd=tmp_path, env=_env(), stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(tmp_path.glob(".raw.*.tmp/raw/*/images/*.png")):
+        time.sleep(0.05)
+    assert list(tmp_path.glob(".raw.*.tmp")), "the stage never started writing"
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signum
+    assert f"[download] stopped ({how}); no partial output left" in err
+    assert "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml", "raw"]
+    assert [p.name for p in (tmp_path / "raw").iterdir()] == ["keep.txt"]

@@ -6,7 +6,7 @@ import torch
 from conftest import squares
 
 from nuclei_unet.config.schema import ModelParams, TrainParams
-from nuclei_unet.errors import NucleiError
+from nuclei_unet.errors import NucleiError, ParamsError
 from nuclei_unet.infer.probs import predict_probs, threshold
 from nuclei_unet.model.checkpoint import load_checkpoint
 from nuclei_unet.runtime import cpu_has_bf16, resolve_precision
@@ -63,6 +63,14 @@ def test_device_param_reaches_training(tmp_path):
     if not torch.cuda.is_available():
         with pytest.raises(NucleiError, match="device 'cuda' was asked for"):
             train(squares(8, 0), squares(4, 1), TINY, TrainParams(input="resized", edge=False, device="cuda"), 5, tmp_path / "c.pt")
+
+
+def test_a_diverging_run_is_one_line_about_the_learning_rate(tmp_path):
+    params = TrainParams(input="resized", edge=False, lr=1e12, batch_size=4, epochs=3,
+                         patience=None, precision="fp32")
+    with pytest.raises(ParamsError, match=r"^train\.lr: the training loss became nan at epoch 1; lower train\.lr$"):
+        train(squares(8, 0), squares(4, 1), TINY, params, 0, tmp_path / "m.pt")
+    assert not (tmp_path / "m.pt").exists()
 
 
 def test_same_seed_same_weights(tmp_path):

@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
+import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -25,19 +27,48 @@ def console_logging(name: str) -> Iterator[None]:
         yield
 
 
+class Stopped(BaseException):
+    """SIGTERM reached a stage: raised where it was, so every ``finally`` runs."""
+
+
+def _stop_on_sigterm() -> None:
+    """Turn SIGTERM (``kill``, a CI timeout, a queue stopping its job) into :class:`Stopped`,
+    as Ctrl-C is a KeyboardInterrupt: the atomic writes' ``finally`` then remove their
+    temporaries instead of leaving a half-written copy beside the output. Worker processes
+    forked later still die at once, as SIGTERM's default has them."""
+    owner = os.getpid()
+
+    def stop(signum: int, frame: object) -> None:
+        if os.getpid() != owner:
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        raise Stopped
+
+    signal.signal(signal.SIGTERM, stop)
+
+
 def run_stage(name: str, parser: argparse.ArgumentParser, body: Callable[[argparse.Namespace], None]) -> None:
-    """Parse arguments and run ``body``; a NucleiError ends the stage with a one-line message.
+    """Parse arguments and run ``body``; a NucleiError ends the stage with a one-line message,
+    SIGTERM or Ctrl-C with one line and the shell's exit status (143, 130), its partial
+    outputs removed.
 
     Anything else is a bug and keeps its traceback.
     """
     with console_logging(name):
         args = parser.parse_args()
         start = time.perf_counter()
+        _stop_on_sigterm()
         try:
             body(args)
         except NucleiError as exc:
             print(f"[{name}] error: {exc}", file=sys.stderr)
             sys.exit(1)
+        except (Stopped, KeyboardInterrupt) as exc:
+            signum = signal.SIGTERM if isinstance(exc, Stopped) else signal.SIGINT
+            how = "SIGTERM" if signum == signal.SIGTERM else "Ctrl-C"
+            print(f"[{name}] stopped ({how}); no partial output left", file=sys.stderr)
+            sys.exit(128 + signum)
         # the per-stage wall times in README come from these lines
         logging.getLogger(__name__).info("done in %.1f s", time.perf_counter() - start)
 

@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader
 from nuclei_unet.config.schema import ModelParams, TrainParams
 from nuclei_unet.data.kinds import FLUORESCENCE, STAINED
 from nuclei_unet.data.native import NativeSample
+from nuclei_unet.errors import ParamsError
 from nuclei_unet.model.checkpoint import save_model
 from nuclei_unet.model.exposure import intensity_ranges, ranges_to_dict
 from nuclei_unet.model.unet import UNet, count_parameters, memory_format_for
@@ -187,7 +188,10 @@ def _epoch(run: Run, epoch: int, batch_size: int) -> EpochStats:
         run.model, run.optimizer, run.loader, run.dtype, run.loss_fn, run.group, f"epoch {epoch}"
     )
     if not math.isfinite(loss):
-        raise FloatingPointError(f"training loss became {loss} at epoch {epoch}; lower train.lr")
+        # diverged: a params problem, said in one line like any other, not a traceback
+        raise ParamsError(
+            f"train.lr: the training loss became {loss} at epoch {epoch}; lower train.lr"
+        )
     train_seconds = time.perf_counter() - start
     # every process validates the same weights on the whole set: same numbers, no exchange
     val_loss, val_acc, val_iou, val_dice = evaluate_batches(
