@@ -65,8 +65,8 @@ def run_stage(name: str, parser: argparse.ArgumentParser, body: Callable[[argpar
             print(f"[{name}] error: {exc}", file=sys.stderr)
             sys.exit(1)
         except (Stopped, KeyboardInterrupt) as exc:
-            signum = signal.SIGTERM if isinstance(exc, Stopped) else signal.SIGINT
-            how = "SIGTERM" if signum == signal.SIGTERM else "Ctrl-C"
+            stopped = isinstance(exc, Stopped)
+            signum, how = (signal.SIGTERM, "SIGTERM") if stopped else (signal.SIGINT, "Ctrl-C")
             print(f"[{name}] stopped ({how}); no partial output left", file=sys.stderr)
             sys.exit(128 + signum)
         # the per-stage wall times in README come from these lines

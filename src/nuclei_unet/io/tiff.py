@@ -13,6 +13,7 @@ import tifffile
 from nuclei_unet.errors import DataError
 from nuclei_unet.io.files import atomic_path
 
+TIFF_SUFFIXES = (".tif", ".tiff")
 # TIFF ResolutionUnit values: 2 inch, 3 centimetre (1 none); micrometres per unit
 _MICRONS_PER_UNIT = {2: 25400.0, 3: 10000.0}
 
@@ -36,7 +37,7 @@ def _resolution(tag: tifffile.TiffTag | None) -> float | None:
 def read_pixel_size(path: str | Path) -> PixelSize | None:
     """The pixel size a TIFF records (ImageJ's ``unit`` or the resolution unit), in µm; None
     for other files, or a TIFF without a physical one."""
-    if Path(path).suffix.lower() not in (".tif", ".tiff"):
+    if Path(path).suffix.lower() not in TIFF_SUFFIXES:
         return None
     try:
         return _pixel_size(path)
@@ -60,8 +61,6 @@ def _pixel_size(path: str | Path) -> PixelSize | None:
             return None
         return PixelSize(per_unit / xres, per_unit / yres)
 
-
-TIFF_SUFFIXES = (".tif", ".tiff")
 
 # tifffile's axis letters: C is a channel; Q (unknown) and I (image sequence) are the pages of
 # a TIFF that names no axes, as often channels as not. The rest (Z, T, ...) stack planes of
