@@ -12,6 +12,7 @@ from PIL import Image
 
 import nuclei_unet.cli as cli
 from nuclei_unet.errors import DataError
+from nuclei_unet.io.dsb import list_samples
 from nuclei_unet.io.images import read_image, to_uint8
 
 RNG = np.random.default_rng(3)
@@ -142,3 +143,22 @@ def test_the_command_segments_the_channel_asked_for(tmp_path, tiny_model, monkey
     assert "plain.png: no channel 1: it has 1" in caplog.text
     np.testing.assert_array_equal(seen["cells.tif"], _gray(CYX[1]))
     assert (tmp_path / "one" / "cells_mask.png").exists()
+
+
+def test_a_folder_of_inputs_yields_its_images_of_every_read_format(tmp_path):
+    for name in ("b.TIF", "a.png", "c.tiff", "d.jpeg", "e.JPG", "notes.txt", "f.npy", "labels.csv"):
+        (tmp_path / name).write_bytes(b"")
+    (tmp_path / "sub.png").mkdir()  # a folder named like an image is not one
+    found = [p.name for p in cli.find_images([str(tmp_path), "given.bmp"])]
+    # files named on the command line are kept whatever their suffix: reading them says what is wrong
+    assert found == ["a.png", "b.TIF", "c.tiff", "d.jpeg", "e.JPG", "given.bmp"]
+
+
+def test_a_dsb_sample_whose_image_is_a_tiff(tmp_path):
+    sample = tmp_path / "s1"
+    (sample / "images").mkdir(parents=True)
+    (sample / "masks").mkdir()
+    tifffile.imwrite(sample / "images" / "s1.tif", CYX[0])
+    Image.fromarray(np.full((24, 32), 255, np.uint8)).save(sample / "masks" / "m.png")
+    (found,) = list_samples(tmp_path)
+    assert found.image.name == "s1.tif" and [m.name for m in found.masks] == ["m.png"]

@@ -34,8 +34,7 @@ from nuclei_unet.export.plots_page import write_page
 from nuclei_unet.infer.objects import ObjectsTable
 from nuclei_unet.infer.probs import output_maps
 from nuclei_unet.infer.segment import segment
-from nuclei_unet.io.dsb import IMAGE_SUFFIXES
-from nuclei_unet.io.images import read_image
+from nuclei_unet.io.images import IMAGE_SUFFIXES, read_image
 from nuclei_unet.io.tiff import read_pixel_size
 from nuclei_unet.model.checkpoint import Checkpoint, load_checkpoint
 from nuclei_unet.runtime import resolve_device, resolve_precision
@@ -53,7 +52,8 @@ def find_images(inputs: Sequence[str]) -> list[Path]:
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            found += sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            found += sorted(p for p in path.iterdir()
+                            if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
         else:
             found.append(path)
     return found

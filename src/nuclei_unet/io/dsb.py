@@ -8,9 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from nuclei_unet.errors import DataError
-from nuclei_unet.io.images import read_image, read_mask_rows
-
-IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
+from nuclei_unet.io.images import IMAGE_SUFFIXES, read_image, read_mask_rows
 
 
 @dataclasses.dataclass(frozen=True)

@@ -23,6 +23,9 @@ from nuclei_unet.io.png import (
 )
 from nuclei_unet.io.tiff import TIFF_SUFFIXES, read_tiff
 
+# the files a folder of inputs is read for, PNG first (a DSB sample's image is found in this order)
+IMAGE_SUFFIXES = (".png", *TIFF_SUFFIXES, ".jpg", ".jpeg")
+
 
 def _load(path: Path, data: bytes | None = None) -> Image.Image:
     """Open and fully decode an image (from ``data``, its bytes, when already read); missing,
