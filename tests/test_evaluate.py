@@ -100,5 +100,8 @@ def test_full_res_scores_per_image_kind(tmp_path):
     assert summary["dsb_map_fluorescence"] == 1.0 and summary["dsb_map_stained"] == 0.5
     assert summary["f1_50_stained"] == pytest.approx(2 / 3) and summary["images_stained"] == 1
     assert list(table["kind"]) == [FLUORESCENCE, STAINED]
+    # b's second nucleus is the one missed, counted per image, per split and per kind
+    assert list(table["missed"]) == [0, 1] and summary["missed"] == summary["missed_stained"] == 1
+    assert summary["missed_fluorescence"] == 0 and summary["extra"] == summary["merged"] == 0
     one_kind = full_res_scores(["a"], truth_dir, pred_dir, 1e-3, {"a": FLUORESCENCE})[1]
     assert "dsb_map_stained" not in one_kind  # no made-up figure for a kind the split lacks

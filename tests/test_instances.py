@@ -1,6 +1,7 @@
 """Instances, the DSB metric, RLE, overlap-tile prediction and the nuclei-unet command."""
 
 import csv
+import doctest
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,8 @@ from nuclei_unet.infer.instances import split_instances
 from nuclei_unet.infer.segment import predict_full
 from nuclei_unet.infer.tiling import blend_window, tile_origins
 from nuclei_unet.io.rle import rle_decode, rle_encode, submission_rows
-from nuclei_unet.metrics.dsb import THRESHOLDS, image_scores, iou_matrix
+from nuclei_unet.metrics import dsb
+from nuclei_unet.metrics.dsb import THRESHOLDS, error_counts, image_scores, iou_matrix
 
 SHAPE = (60, 100)
 A, B = disc(SHAPE, (30, 35), 15), disc(SHAPE, (30, 62), 15)  # touching at x ~ 48
@@ -57,6 +59,55 @@ def test_dsb_threshold_sweep_on_a_shifted_nucleus():
     s = image_scores(truth, pred)
     expected = np.mean([1.0 if iou > t else 0.0 for t in THRESHOLDS])
     assert s["dsb_score"] == pytest.approx(expected) and 0 < expected < 1
+
+
+def test_the_metric_module_examples_hold():
+    result = doctest.testmod(dsb)
+    assert result.attempted >= 3 and result.failed == 0
+
+
+NONE = {"missed": 0, "merged": 0, "oversplit": 0, "extra": 0}
+
+
+def test_error_kinds_of_known_mistakes():
+    C = disc(SHAPE, (30, 88), 6)  # a third nucleus, apart from A and B
+    truth = _labels(A & ~B, B, C)
+    assert error_counts(truth, truth) == NONE
+    # C left out, A and B predicted as one object, and a spot on the background
+    pred = _labels(A | B, disc(SHAPE, (8, 8), 4))
+    assert error_counts(truth, pred) == {"missed": 1, "merged": 2, "oversplit": 0, "extra": 1}
+    # a 5 x 10 nucleus half covered: the background wins the tie (missed); 6 columns of 10 do not
+    box = np.zeros(SHAPE, int)
+    box[50:55, 80:90] = 1
+    for cols, missed in ((5, 1), (6, 0)):
+        cover = np.zeros(SHAPE, int)
+        cover[50:55, 80:80 + cols] = 7
+        assert error_counts(box, cover) == {**NONE, "missed": missed}
+    # image_scores carries the same counts
+    assert {k: image_scores(truth, pred)[k] for k in NONE} == error_counts(truth, pred)
+
+
+def test_a_nucleus_cut_in_three_is_oversplit_once():
+    truth = _labels(disc(SHAPE, (30, 50), 20))
+    thirds = np.where(truth > 0, np.digitize(np.arange(SHAPE[1]), [43, 57]) + 1, 0)
+    assert error_counts(truth, thirds) == {**NONE, "oversplit": 1}
+
+
+@pytest.mark.parametrize("truth, pred, counts", [
+    (np.zeros(SHAPE, int), np.zeros(SHAPE, int), NONE),
+    (np.zeros(SHAPE, int), _labels(A, B), {**NONE, "extra": 2}),
+    (_labels(A, B), np.zeros(SHAPE, int), {**NONE, "missed": 2}),
+    # maps without any background pixel: the missing background is still index 0
+    (np.ones(SHAPE, int), np.where(np.arange(SHAPE[1]) < 50, 2, 3) + np.zeros(SHAPE, int),
+     {**NONE, "oversplit": 1}),
+])
+def test_error_kinds_of_empty_and_full_maps(truth, pred, counts):
+    assert error_counts(truth, pred) == counts
+
+
+def test_iou_without_background_pixels():
+    halves = np.where(np.arange(SHAPE[1]) < 50, 2, 3) + np.zeros(SHAPE, int)
+    np.testing.assert_allclose(iou_matrix(np.ones(SHAPE, int), halves), [[0.5, 0.5]])
 
 
 @pytest.mark.parametrize(

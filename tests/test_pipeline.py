@@ -105,6 +105,10 @@ def test_repro_writes_every_output(repo):
     cm = details["val"]
     assert cm["tp"] + cm["fp"] + cm["fn"] + cm["tn"] == pytest.approx(1.0)
     assert details["test"]["images"] == 2 and details["val"]["tp_50"] >= 0
+    # the error kinds of each val image sum to the split's, and are written as whole numbers
+    val_rows = pd.read_csv(repo / "metrics/per_image.csv").query("split == 'val'")
+    for kind in ("missed", "merged", "oversplit", "extra"):
+        assert val_rows[kind].dtype.kind == "i" and val_rows[kind].sum() == details["val"][kind]
     train = json.loads((repo / "metrics/train/metrics.json").read_text())
     assert set(train) == {"best_epoch", "best_val_loss", "best_val_iou", "best_val_dice", "step"}
     train_details = json.loads((repo / "metrics/train_details.json").read_text())

@@ -43,9 +43,12 @@ HEADLINE = (
     "iou_fg", "dice_fg", "dsb_map", "f1_50", "dsb_map_fluorescence", "dsb_map_stained",
     "iou_mean", "dice_mean",
 )
+# why nuclei go unmatched (metrics.dsb.error_counts), summed per split and kind, and per image
+ERROR_KINDS = ("missed", "merged", "oversplit", "extra")
 # per image, at original resolution, for the splits predicted there
 FULL_RES_FIELDS = (
     "kind", "dsb_score", "f1_50", "n_true", "n_pred", "fullres_iou_fg", "fullres_dice_fg",
+    *ERROR_KINDS,
 )
 CSV_FIELDS = (
     "id", "split", "iou_fg", "dice_fg", "iou_bg", "dice_bg", "true_fg", "pred_fg",
@@ -88,7 +91,8 @@ def per_image_rows(
 
 
 def _object_summary(table: pd.DataFrame, suffix: str = "") -> dict[str, float]:
-    """Mean DSB score and pooled precision, recall and F1 at IoU 0.5 of per-image rows."""
+    """Mean DSB score, pooled precision, recall and F1 at IoU 0.5, and the summed
+    :data:`ERROR_KINDS` of per-image rows."""
     tp, fp, fn = (int(table[f"{c}_50"].sum()) for c in ("tp", "fp", "fn"))
     return {
         f"dsb_map{suffix}": float(table["dsb_score"].mean()),
@@ -97,6 +101,7 @@ def _object_summary(table: pd.DataFrame, suffix: str = "") -> dict[str, float]:
         f"f1_50{suffix}": f1_score(tp, fp, fn),
         f"tp_50{suffix}": tp, f"fp_50{suffix}": fp, f"fn_50{suffix}": fn,
         f"images{suffix}": len(table),
+        **{f"{k}{suffix}": int(table[k].sum()) for k in ERROR_KINDS},
     }
 
 
@@ -288,7 +293,7 @@ def write_outputs(outputs: Outputs, scores: dict[str, SplitScores]) -> None:
     write_json(outputs.metrics, headline)
     write_json(outputs.details, details)
     rows = pd.concat([s.rows for s in scores.values()], ignore_index=True)
-    for column in ("n_true", "n_pred"):  # counts stay integers next to empty cells
+    for column in ("n_true", "n_pred", *ERROR_KINDS):  # counts stay integers next to empty cells
         rows[column] = rows[column].astype("Int64")
     write_table(outputs.csv, rows)
     curves = {split: s.curve for split, s in scores.items() if s.curve is not None}
