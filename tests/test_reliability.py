@@ -121,10 +121,14 @@ def test_a_stopped_stage_leaves_no_partial_output(tmp_path, signum, how):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     (tmp_path / "raw").mkdir()
     (tmp_path / "raw" / "keep.txt").write_text("the last run's data")
+    # Ctrl-C reaches a terminal's foreground job with SIGINT at its default; a shell starts
+    # background jobs (a CI runner's, `cmd &`) with SIGINT ignored, and Python then raises no
+    # KeyboardInterrupt, so the child gets the default back whatever ran this suite
     proc = subprocess.Popen(
         [sys.executable, str(REPO / "stages" / "download.py"), "--params", "params.yaml",
          "--out", "raw"], cwd=tmp_path, env=_env(), stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.time() + 120
     while time.time() < deadline and not list(tmp_path.glob(".raw.*.tmp/raw/*/images/*.png")):
