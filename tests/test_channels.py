@@ -150,7 +150,7 @@ def test_a_folder_of_inputs_yields_its_images_of_every_read_format(tmp_path):
         (tmp_path / name).write_bytes(b"")
     (tmp_path / "sub.png").mkdir()  # a folder named like an image is not one
     found = [p.name for p in cli.find_images([str(tmp_path), "given.bmp"])]
-    # files named on the command line are kept whatever their suffix: reading them says what is wrong
+    # files named on the command line are kept whatever their suffix: reading them says why not
     assert found == ["a.png", "b.TIF", "c.tiff", "d.jpeg", "e.JPG", "given.bmp"]
 
 

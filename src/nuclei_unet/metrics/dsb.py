@@ -25,7 +25,7 @@ def _overlaps(true: np.ndarray, pred: np.ndarray) -> np.ndarray:
     codes = []
     for labels in (true, pred):
         ids, code = np.unique(labels, return_inverse=True)
-        if not len(ids) or ids[0] != 0:  # no background pixel: keep index 0 for the background all the same
+        if not len(ids) or ids[0] != 0:  # no background pixel: index 0 stays the background
             ids, code = np.concatenate(([0], ids)), code + 1
         codes.append((len(ids), code.ravel()))
     (n_t, t), (n_p, p) = codes
