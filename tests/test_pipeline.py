@@ -15,6 +15,7 @@ from conftest import REPO
 
 from nuclei_unet.config.load import load_section
 from nuclei_unet.export.plots_page import write_page
+from nuclei_unet.metrics.dsb import ERROR_KINDS
 
 pytestmark = pytest.mark.slow
 
@@ -107,7 +108,7 @@ def test_repro_writes_every_output(repo):
     assert details["test"]["images"] == 2 and details["val"]["tp_50"] >= 0
     # the error kinds of each val image sum to the split's, and are written as whole numbers
     val_rows = pd.read_csv(repo / "metrics/per_image.csv").query("split == 'val'")
-    for kind in ("missed", "merged", "oversplit", "extra"):
+    for kind in ERROR_KINDS:
         assert val_rows[kind].dtype.kind == "i" and val_rows[kind].sum() == details["val"][kind]
     train = json.loads((repo / "metrics/train/metrics.json").read_text())
     assert set(train) == {"best_epoch", "best_val_loss", "best_val_iou", "best_val_dice", "step"}

@@ -30,7 +30,13 @@ from nuclei_unet.io.images import read_image, read_labels, write_png
 from nuclei_unet.io.predictions import Predictions
 from nuclei_unet.io.prepared import PreparedDataset, positions
 from nuclei_unet.io.tables import write_table
-from nuclei_unet.metrics.dsb import THRESHOLDS, f1_score, image_scores, match_labels
+from nuclei_unet.metrics.dsb import (
+    ERROR_KINDS,
+    THRESHOLDS,
+    f1_score,
+    image_scores,
+    match_labels,
+)
 from nuclei_unet.metrics.pixel import per_image_iou_dice, summarize
 
 log = logging.getLogger(__name__)
@@ -43,12 +49,10 @@ HEADLINE = (
     "iou_fg", "dice_fg", "dsb_map", "f1_50", "dsb_map_fluorescence", "dsb_map_stained",
     "iou_mean", "dice_mean",
 )
-# why nuclei go unmatched (metrics.dsb.error_counts), summed per split and kind, and per image
-ERROR_KINDS = ("missed", "merged", "oversplit", "extra")
 # per image, at original resolution, for the splits predicted there
 FULL_RES_FIELDS = (
     "kind", "dsb_score", "f1_50", "n_true", "n_pred", "fullres_iou_fg", "fullres_dice_fg",
-    *ERROR_KINDS,
+    *ERROR_KINDS,  # why nuclei go unmatched (metrics.dsb.error_counts); summed per split, kind
 )
 CSV_FIELDS = (
     "id", "split", "iou_fg", "dice_fg", "iou_bg", "dice_bg", "true_fg", "pred_fg",

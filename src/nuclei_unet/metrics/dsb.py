@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 THRESHOLDS = np.round(np.arange(0.5, 1.0, 0.05), 2)
+# the kinds of error error_counts tells apart, in the order it returns them
+ERROR_KINDS = ("missed", "merged", "oversplit", "extra")
 
 
 def _overlaps(true: np.ndarray, pred: np.ndarray) -> np.ndarray:
@@ -79,12 +81,8 @@ def _errors(inter: np.ndarray) -> dict[str, int]:
     claims = np.bincount(true_to, minlength=inter.shape[1])
     claims[0] = 0
     pieces = np.bincount(pred_to, minlength=inter.shape[0])
-    return {
-        "missed": int((true_to == 0).sum()),
-        "merged": int((claims[true_to] >= 2).sum()),
-        "oversplit": int((pieces[1:] >= 2).sum()),
-        "extra": int((pred_to == 0).sum()),
-    }
+    counts = (true_to == 0, claims[true_to] >= 2, pieces[1:] >= 2, pred_to == 0)
+    return {kind: int(hits.sum()) for kind, hits in zip(ERROR_KINDS, counts)}
 
 
 def match_counts(iou: np.ndarray, threshold: float) -> tuple[int, int, int]:
