@@ -1,13 +1,10 @@
 """train.keep: which weights a run writes (best epoch, last epoch, mean of the last epochs)."""
 
-import doctest
-
 import pytest
 import torch
 from conftest import squares
 
 from nuclei_unet.config.schema import ModelParams, TrainParams
-from nuclei_unet.train import averaging
 from nuclei_unet.train.averaging import average_states, remember
 from nuclei_unet.train.loop import train
 from test_train_predict import Recorder
@@ -21,11 +18,6 @@ def _params(keep: str, epochs: int = 6, **kw) -> TrainParams:
         input="resized", edge=False, lr=0.01, batch_size=4, epochs=epochs, patience=None,
         keep=keep, average_epochs=3, **kw,
     )
-
-
-def test_docstring_examples():
-    result = doctest.testmod(averaging)
-    assert result.attempted > 0 and result.failed == 0
 
 
 def test_average_of_three_states_by_hand():

@@ -1,17 +1,11 @@
 """Native-scale training and prediction: the native set, its crops, the edge class, the scale
 estimate and the per-kind figures, each against a known answer."""
 
-import doctest
-
 import numpy as np
 import pytest
 import torch
 from conftest import Threshold, disc
 
-import nuclei_unet.data.kinds
-import nuclei_unet.data.native
-import nuclei_unet.metrics.dsb
-import nuclei_unet.transforms.crops
 from nuclei_unet.config.schema import AugmentParams, NativeParams, PredictParams, TrainParams
 from nuclei_unet.data.kinds import FLUORESCENCE, STAINED, image_kind
 from nuclei_unet.data.native import (
@@ -47,18 +41,6 @@ from nuclei_unet.transforms.crops import (
 )
 
 NO_AUGMENT = AugmentParams(flip=False, rot90=False, elastic_sigma=0.0, hed=0.0)
-
-
-@pytest.mark.parametrize(
-    "module",
-    [
-        nuclei_unet.data.kinds, nuclei_unet.data.native, nuclei_unet.infer.segment,
-        nuclei_unet.metrics.dsb, nuclei_unet.transforms.augment, nuclei_unet.transforms.crops,
-    ],
-)
-def test_docstring_examples(module):
-    result = doctest.testmod(module)
-    assert result.attempted > 0 and result.failed == 0
 
 
 def test_image_kinds():
