@@ -5,6 +5,7 @@ without being listed here (a hand-kept list had missed ``model.exposure``)."""
 
 import doctest
 import importlib
+import importlib.util
 import pkgutil
 from pathlib import Path
 
