@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
 from scoring import add_data_args, load_scoring, score_variants  # benchmarks/ on sys.path
@@ -234,7 +235,6 @@ def test_error_sources_prints_one_row_per_group(tiny_dsb, tiny_model, tmp_path, 
 
 def test_norm_speed_times_each_norm_in_its_layout(tmp_path, monkeypatch, capsys):
     import norm_speed
-    import torch
     import yaml
 
     from conftest import REPO
@@ -362,3 +362,86 @@ def test_label_fixes_drop_a_mask_inside_earlier_ones_and_name_a_size_mismatch():
     assert notes == ["x/masks/b.png: lies wholly inside earlier masks, dropped"]
     with pytest.raises(DataError, match="x/masks/b.png: mask is \\(2, 2\\), earlier ones \\(4, 4\\)"):
         label_fixes.separate({**masks, "b.png": _png(np.ones((2, 2), dtype=bool))}, "x/masks")
+
+
+def test_stained_specialist_holds_out_every_nth_from_the_middle():
+    from stained_specialist import held_out
+
+    ids = [f"i{k}" for k in range(11)]
+    assert held_out(ids, 5) == ([i for i in ids if i not in ("i2", "i7")], ["i2", "i7"])
+    assert held_out(ids[:2], 3) == (["i0"], ["i1"])
+    assert held_out(ids[:1], 3) == (["i0"], [])
+
+
+def _specialist_setup(tiny_dsb: Path, tmp_path: Path, out_channels: int) -> list[str]:
+    """The tiny set prepared (its three noisy images are all stained), a split that trains on
+    all three, a tiny model with ``out_channels``; the benchmark's flags for them."""
+    from nuclei_unet.config.schema import PrepareParams
+    from nuclei_unet.data.prepare import prepare_dataset
+    from nuclei_unet.model.checkpoint import save_model
+    from nuclei_unet.model.unet import UNet
+
+    prepare_dataset(tiny_dsb, tmp_path / "prepared", PrepareParams(size=32))
+    split = tmp_path / "split.json"
+    split.write_text(json.dumps({"train": ["img0", "img1", "img2"], "val": ["img2"], "test": []}))
+    model = tmp_path / f"model{out_channels}.pt"
+    torch.manual_seed(0)
+    save_model(UNet((4, 8), (0.0, 0.0), out_channels=out_channels), model, {"input_size": 32})
+    repo = Path(__file__).parents[1]
+    return ["stained_specialist.py", "--model", str(model), "--raw", str(tiny_dsb),
+            "--split", str(split), "--labels", str(tmp_path / "prepared" / "labels"),
+            "--prepared", str(tmp_path / "prepared"), "--params", str(repo / "params.yaml"),
+            "--hold-every", "3", "--crops-per-image", "1"]
+
+
+def test_stained_specialist_without_epochs_scores_as_the_model(tiny_dsb, tmp_path, monkeypatch, capsys):
+    import stained_specialist
+
+    argv = _specialist_setup(tiny_dsb, tmp_path, 2)
+    monkeypatch.setattr(sys, "argv", [*argv, "--epochs", "0", "--check-split", "val"])
+    stained_specialist.main()
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "3 stained images: fine-tuning on 2, 1 held out"
+    assert out[1].startswith("fine-tuned in ")
+    rows = [json.loads(line) for line in out[2:]]
+    assert [(r["images"], r["model"], r["images_stained"]) for r in rows] == [
+        ("held out", "model", 1), ("held out", "specialist", 1), ("val", "model", 1),
+        ("val", "specialist", 1),
+    ]
+    # no epoch: the copy keeps the model's weights, so it scores as the model on each image set
+    for model, specialist in (rows[:2], rows[2:]):
+        assert {**model, "model": "specialist"} == specialist
+
+
+def test_fine_tune_changes_the_weights_and_folds_the_norms(tiny_dsb, tmp_path):
+    import copy
+
+    from stained_specialist import fine_tune
+
+    from nuclei_unet.config.load import load_section
+    from nuclei_unet.data.native import load_native
+    from nuclei_unet.model.unet import UNet, fuse_batch_norm
+
+    _specialist_setup(tiny_dsb, tmp_path, 2)
+    samples = load_native(tmp_path / "prepared", ["img0", "img1"])
+    params = load_section(Path(__file__).parents[1] / "params.yaml", "train").model_copy(
+        update={"epochs": 1, "crops_per_image": 1, "batch_size": 2}
+    )
+    torch.manual_seed(0)
+    net = UNet((4, 8), (0.0, 0.0), norm="batch", out_channels=2)
+    before = fuse_batch_norm(copy.deepcopy(net).eval()).state_dict()
+    # no epoch: the weights as predict would load them from the file
+    kept = fine_tune(copy.deepcopy(net), samples, params.model_copy(update={"epochs": 0}), 0, "none")
+    assert not kept.training and set(kept.state_dict()) == set(before)
+    assert all(torch.equal(kept.state_dict()[k], v) for k, v in before.items())
+    tuned = fine_tune(net, samples, params, 0, "none").state_dict()
+    assert any(not torch.equal(tuned[k], v) for k, v in before.items())
+
+
+def test_stained_specialist_names_params_that_do_not_fit_the_model(tiny_dsb, tmp_path, monkeypatch):
+    import stained_specialist
+
+    argv = _specialist_setup(tiny_dsb, tmp_path, 1)  # no edge channel; params.yaml trains one
+    monkeypatch.setattr(sys, "argv", [*argv, "--epochs", "0"])
+    with pytest.raises(SystemExit, match=r"model1\.pt: 1 output channel\(s\), but train\.loss bce_dice"):
+        stained_specialist.main()
