@@ -1,5 +1,6 @@
 """The benchmarks: their shared loading (predict flags over the model file's settings), the
-exposure and stain changes, and the error sources' segmentations, on hand-computed cases."""
+exposure and stain changes, the error sources' segmentations, the label fixes and the stained
+specialist's hold-out and fine-tuning, on hand-computed cases."""
 
 import argparse
 import io
