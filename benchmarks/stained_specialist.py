@@ -49,9 +49,9 @@ def held_out(ids: list[str], every: int) -> tuple[list[str], list[str]]:
     return [i for i in ids if i not in held], held
 
 
-def stained_ids(prepared: str, ids: list[str]) -> list[str]:
-    """The ids of ``ids`` that prepare found stained/brightfield (its native set's flag)."""
-    return [i for i, s in zip(ids, load_native(prepared, ids)) if s.stained]
+def stained_samples(prepared: str, ids: list[str]) -> dict[str, NativeSample]:
+    """The native samples of ``ids`` that prepare found stained/brightfield (its flag), by id."""
+    return {i: s for i, s in zip(ids, load_native(prepared, ids)) if s.stained}
 
 
 def fine_tune(
@@ -93,8 +93,8 @@ def main() -> None:
     parser.add_argument("--check-split", default=None, help="also score this split's stained images")
     args = parser.parse_args()
     scoring = load_scoring(args)
-    stained = stained_ids(args.prepared, [s.id for s in scoring.samples])
-    tune, held = held_out(stained, args.hold_every)
+    stained = stained_samples(args.prepared, [s.id for s in scoring.samples])
+    tune, held = held_out(list(stained), args.hold_every)
     print(f"{len(stained)} stained images: fine-tuning on {len(tune)}, {len(held)} held out")
     params = load_section(args.params, "train").model_copy(update={
         "lr": args.lr, "epochs": args.epochs, "crops_per_image": args.crops_per_image,
@@ -108,7 +108,7 @@ def main() -> None:
         )
     start = time.perf_counter()
     specialist = fine_tune(
-        net, load_native(args.prepared, tune), params, load_seed(args.params),
+        net, [stained[i] for i in tune], params, load_seed(args.params),
         scoring.checkpoint.scale.normalize,
     )
     print(f"fine-tuned in {time.perf_counter() - start:.0f} s")
@@ -117,7 +117,7 @@ def main() -> None:
     )}
     checks: dict[str, list[Sample]] = {"held out": [s for s in scoring.samples if s.id in held]}
     if args.check_split:
-        wanted = set(stained_ids(args.prepared, sorted(read_json(args.split)[args.check_split])))
+        wanted = stained_samples(args.prepared, sorted(read_json(args.split)[args.check_split]))
         checks[args.check_split] = [s for s in list_samples(args.raw) if s.id in wanted]
     for images, samples in checks.items():
         for name, model in models.items():
