@@ -59,7 +59,8 @@ def fine_tune(
 ) -> UNet:
     """``net`` (as trained, batch norms not folded) trained further on random crops of
     ``samples`` for ``params.epochs`` epochs on ``params.device`` in ``params.precision``, Adam
-    or SGD from ``params.lr`` down a cosine; returned in eval mode, batch norms folded, as predict uses it."""
+    or SGD from ``params.lr`` down a cosine; returned in eval mode, batch norms folded, as
+    predict uses it."""
     seed_everything(seed)
     device = resolve_device(params.device)
     dtype = resolve_precision(params.precision, device)
@@ -69,13 +70,11 @@ def fine_tune(
     loader, _ = make_crop_data(data, data[:1], params, seed, Dist())
     optimizer = make_optimizer(net, params)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(params.epochs, 1))
+    loss_fn = loss_for(params.loss, params.edge)
     for epoch in range(1, params.epochs + 1):
         loader.sampler.set_epoch(epoch)
         loader.dataset.set_epoch(epoch)
-        loss, _ = train_epoch(
-            net, optimizer, loader, dtype, loss_for(params.loss, params.edge), Dist(),
-            f"epoch {epoch}",
-        )
+        loss, _ = train_epoch(net, optimizer, loader, dtype, loss_fn, Dist(), f"epoch {epoch}")
         schedule.step()
         print(f"epoch {epoch}/{params.epochs}: loss {loss:.4f}", flush=True)
     return fuse_batch_norm(net.eval())
