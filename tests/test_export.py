@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import builtins
+import os
+
 import numpy as np
 import pytest
 import roifile
@@ -16,7 +19,8 @@ from nuclei_unet.evaluate.outlines import label_colour
 from nuclei_unet.export.images import FORMATS, write_formats
 from nuclei_unet.infer.segment import save_segmentation
 from nuclei_unet.io.rois import outline
-from nuclei_unet.io.tiff import PixelSize, read_pixel_size, write_labels_tif
+from nuclei_unet.io.images import read_image_and_pixel_size
+from nuclei_unet.io.tiff import PixelSize, write_labels_tif
 
 SHAPE = (90, 120)
 
@@ -33,8 +37,12 @@ def _labels() -> np.ndarray:
     return labels
 
 
+def _pixel_size(path) -> PixelSize | None:
+    return read_image_and_pixel_size(path)[1]
+
+
 def _size(path) -> tuple[float, float]:
-    size = read_pixel_size(path)
+    size = _pixel_size(path)
     return (size.x, size.y)
 
 
@@ -94,8 +102,8 @@ def test_pixel_size_of_inputs(tmp_path):
     Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / "a.png")
     assert _size(tmp_path / "ij.tif") == pytest.approx((0.65, 0.65))
     assert _size(tmp_path / "cm.tif") == pytest.approx((2.0, 2.0))
-    assert read_pixel_size(tmp_path / "none.tif") is None
-    assert read_pixel_size(tmp_path / "a.png") is None
+    assert _pixel_size(tmp_path / "none.tif") is None
+    assert _pixel_size(tmp_path / "a.png") is None
 
 
 def test_command_writes_the_formats_asked_for(tmp_path, tiny_model):
@@ -109,6 +117,31 @@ def test_command_writes_the_formats_asked_for(tmp_path, tiny_model):
     assert main([*args, "--out", str(tmp_path / "some"), "--format", "rois", "--format", "tif"]) == 0
     names = {p.name for p in (tmp_path / "some").iterdir()}
     assert names == {"cells_rois.zip", "cells_labels.tif", "objects.csv"}
+
+
+def test_command_opens_each_input_once(tmp_path, tiny_model, monkeypatch):
+    """The pixels and the pixel size come from one read: a large TIFF is not opened twice."""
+    path = tmp_path / "cells.tif"
+    tifffile.imwrite(path, np.full((40, 48), 9000, np.uint16), imagej=True,
+                     resolution=(1 / 0.3, 1 / 0.3), metadata={"unit": "um"})
+    opened: list[str] = []
+    real_open, real_os_open = builtins.open, os.open
+
+    def spy_open(file, *args, **kwargs):
+        opened.append(os.fspath(file) if isinstance(file, (str, os.PathLike)) else repr(file))
+        return real_open(file, *args, **kwargs)
+
+    def spy_os_open(file, *args, **kwargs):
+        opened.append(os.fspath(file))
+        return real_os_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", spy_open)
+    monkeypatch.setattr(os, "open", spy_os_open)
+    status = main(["predict", str(path), "--model", str(tiny_model), "--out", str(tmp_path / "o")])
+    monkeypatch.undo()
+    assert status == 0
+    assert opened.count(str(path)) == 1
+    assert _size(tmp_path / "o" / "cells_labels.tif") == pytest.approx((0.3, 0.3))
 
 
 def test_a_label_png_refuses_labels_past_16_bits(tmp_path):

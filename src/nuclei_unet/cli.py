@@ -34,8 +34,7 @@ from nuclei_unet.export.plots_page import write_page
 from nuclei_unet.infer.objects import ObjectsTable
 from nuclei_unet.infer.probs import output_maps
 from nuclei_unet.infer.segment import segment
-from nuclei_unet.io.images import IMAGE_SUFFIXES, read_image
-from nuclei_unet.io.tiff import read_pixel_size
+from nuclei_unet.io.images import IMAGE_SUFFIXES, read_image_and_pixel_size
 from nuclei_unet.model.checkpoint import Checkpoint, load_checkpoint
 from nuclei_unet.runtime import resolve_device, resolve_precision
 from nuclei_unet.stage import console_logging
@@ -179,8 +178,7 @@ def predict_command(args: argparse.Namespace) -> int:
     failed = []
     for path in tqdm(images, desc="segment", unit="img"):
         try:
-            image = read_image(path, args.channel)
-            pixel_size = read_pixel_size(path)
+            image, pixel_size = read_image_and_pixel_size(path, args.channel)
         except NucleiError as exc:  # report and go on with the other files
             log.error("skipped: %s", exc)
             failed.append(path)

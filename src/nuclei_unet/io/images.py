@@ -21,7 +21,7 @@ from nuclei_unet.io.png import (
     gray8_band,
     unfilter_bands,
 )
-from nuclei_unet.io.tiff import TIFF_SUFFIXES, read_tiff
+from nuclei_unet.io.tiff import TIFF_SUFFIXES, PixelSize, read_tiff
 
 # the files a folder of inputs is read for, PNG first (a DSB sample's image is found in this order)
 IMAGE_SUFFIXES = (".png", *TIFF_SUFFIXES, ".jpg", ".jpeg")
@@ -75,17 +75,26 @@ def read_image(path: str | Path, channel: int | None = None) -> np.ndarray:
     decoded by tifffile; PNGs with 8-bit samples (every DSB image) read whole by libspng,
     straight to RGB, in half the time PIL takes; any other file by PIL.
     """
+    return read_image_and_pixel_size(path, channel)[0]
+
+
+def read_image_and_pixel_size(
+    path: str | Path, channel: int | None = None
+) -> tuple[np.ndarray, PixelSize | None]:
+    """:func:`read_image`, and the pixel size a TIFF records (None for other files, or a TIFF
+    without one), from one read of the file."""
     path = Path(path)
     data = read_bytes(path)
-    sample = channel
+    sample, pixel_size = channel, None
     if path.suffix.lower() in TIFF_SUFFIXES:
-        arr, sample = read_tiff(path, data, channel)
+        plane = read_tiff(path, data, channel)
+        arr, sample, pixel_size = plane.pixels, plane.sample, plane.pixel_size
     else:
         if channel is None:
             kind = depth_and_color(data)
             if kind is not None and (kind[0] == 8 or kind[1] == PALETTE):
                 try:
-                    return pyspng.load(data, format="RGB")
+                    return pyspng.load(data, format="RGB"), None
                 except RuntimeError as exc:  # pyspng reports every decoding problem so
                     raise DataError(f"{path}: cannot decode image ({exc})") from exc
         im = _load(path, data)
@@ -104,7 +113,7 @@ def read_image(path: str | Path, channel: int | None = None) -> np.ndarray:
     else:
         raise DataError(f"{path}: unexpected image shape {arr.shape}")
     try:
-        return np.ascontiguousarray(to_uint8(arr))
+        return np.ascontiguousarray(to_uint8(arr)), pixel_size
     except DataError as exc:
         raise DataError(f"{path}: {exc}") from exc
 

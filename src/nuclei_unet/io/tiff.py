@@ -34,32 +34,22 @@ def _resolution(tag: tifffile.TiffTag | None) -> float | None:
     return num / den if num and den else None
 
 
-def read_pixel_size(path: str | Path) -> PixelSize | None:
-    """The pixel size a TIFF records (ImageJ's ``unit`` or the resolution unit), in µm; None
-    for other files, or a TIFF without a physical one."""
-    if Path(path).suffix.lower() not in TIFF_SUFFIXES:
+def _pixel_size(tif: tifffile.TiffFile) -> PixelSize | None:
+    """The pixel size an open TIFF records (ImageJ's ``unit`` or the resolution unit), in µm;
+    None without a physical one."""
+    page = tif.pages.first
+    xres, yres = _resolution(page.tags.get("XResolution")), _resolution(page.tags.get("YResolution"))
+    if xres is None or yres is None:
         return None
-    try:
-        return _pixel_size(path)
-    except (tifffile.TiffFileError, OSError, KeyError, ValueError) as exc:
-        raise DataError(f"{path}: cannot read the TIFF tags ({exc})") from exc
-
-
-def _pixel_size(path: str | Path) -> PixelSize | None:
-    with tifffile.TiffFile(path) as tif:
-        page = tif.pages.first
-        xres, yres = _resolution(page.tags.get("XResolution")), _resolution(page.tags.get("YResolution"))
-        if xres is None or yres is None:
-            return None
-        unit = (tif.imagej_metadata or {}).get("unit")
-        if unit in ("micron", "um", "µm", "\\u00B5m"):
-            per_unit = 1.0
-        else:
-            per_unit = _MICRONS_PER_UNIT.get(int(page.tags["ResolutionUnit"].value), 0.0) \
-                if "ResolutionUnit" in page.tags else 0.0
-        if not per_unit:
-            return None
-        return PixelSize(per_unit / xres, per_unit / yres)
+    unit = (tif.imagej_metadata or {}).get("unit")
+    if unit in ("micron", "um", "µm", "\\u00B5m"):
+        per_unit = 1.0
+    else:
+        per_unit = _MICRONS_PER_UNIT.get(int(page.tags["ResolutionUnit"].value), 0.0) \
+            if "ResolutionUnit" in page.tags else 0.0
+    if not per_unit:
+        return None
+    return PixelSize(per_unit / xres, per_unit / yres)
 
 
 # tifffile's axis letters: C is a channel; Q (unknown) and I (image sequence) are the pages of
@@ -69,10 +59,21 @@ _CHANNEL_AXES = "CQI"
 _PLANE_AXES = "YXS"
 
 
-def read_tiff(path: str | Path, data: bytes, channel: int | None) -> tuple[np.ndarray, int | None]:
+@dataclasses.dataclass(frozen=True)
+class TiffPlane:
+    """The plane :func:`read_tiff` read: ``pixels``, ``(H, W)`` or ``(H, W, S)`` values as
+    stored; the ``sample`` of it to segment (None: all); the file's ``pixel_size`` (None: none
+    recorded), read from the same open file."""
+
+    pixels: np.ndarray
+    sample: int | None
+    pixel_size: PixelSize | None
+
+
+def read_tiff(path: str | Path, data: bytes, channel: int | None) -> TiffPlane:
     """The plane of the TIFF ``path`` (its bytes: ``data``) to segment, decoded by tifffile as
-    stored (16-bit colour kept 16-bit, where PIL keeps the high byte): ``(H, W)`` or
-    ``(H, W, S)`` pixel values, and the sample of it that ``channel`` picks (None: all).
+    stored (16-bit colour kept 16-bit, where PIL keeps the high byte), the sample of it that
+    ``channel`` picks, and the pixel size its tags record.
 
     The plane is found from the first series' axes (size-1 axes dropped). One plane (``YX``,
     or ``YXS`` in colour) is read whole; ``channel`` then picks a sample of a colour plane.
@@ -87,7 +88,7 @@ def read_tiff(path: str | Path, data: bytes, channel: int | None) -> tuple[np.nd
             series = tif.series[0]
             index, sample = _plane(path, series.axes, tuple(series.shape), channel)
             page = series.pages[index]
-            return _pixels(page.keyframe, page.asarray()), sample
+            return TiffPlane(_pixels(page.keyframe, page.asarray()), sample, _pixel_size(tif))
     except (tifffile.TiffFileError, IndexError, ValueError, KeyError, OSError) as exc:
         raise DataError(f"{path}: cannot read the TIFF ({exc})") from exc
 
