@@ -3,6 +3,7 @@
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -112,27 +113,36 @@ def test_two_processes_with_ddp(workdir):
     assert (workdir / "ddp" / "model.pt").is_file()
 
 
-@pytest.mark.parametrize("signum, how", [(signal.SIGTERM, "SIGTERM"), (signal.SIGINT, "Ctrl-C")])
-def test_a_stopped_stage_leaves_no_partial_output(tmp_path, signum, how):
-    """`kill` (SIGTERM) or Ctrl-C mid-write: one line, the shell's exit status, no temporary
-    beside the output, and the earlier output the stage would have replaced still there."""
+def _start_download(folder: Path, count: int) -> subprocess.Popen:
+    """The download stage writing ``count`` synthetic images to ``folder/raw``; for a large
+    ``count``, once its temporary holds an image (minutes before it would finish)."""
     params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["download"]["synthetic"]["count"] = 2000  # minutes of work: it is stopped long before
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    (tmp_path / "raw").mkdir()
-    (tmp_path / "raw" / "keep.txt").write_text("the last run's data")
+    params["download"]["synthetic"]["count"] = count
+    (folder / "params.yaml").write_text(yaml.safe_dump(params))
     # Ctrl-C reaches a terminal's foreground job with SIGINT at its default; a shell starts
     # background jobs (a CI runner's, `cmd &`) with SIGINT ignored, and Python then raises no
     # KeyboardInterrupt, so the child gets the default back whatever ran this suite
     proc = subprocess.Popen(
         [sys.executable, str(REPO / "stages" / "download.py"), "--params", "params.yaml",
-         "--out", "raw"], cwd=tmp_path, env=_env(), stdout=subprocess.DEVNULL,
+         "--out", "raw"], cwd=folder, env=_env(), stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE, text=True,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        start_new_session=True,  # a group of its own, so that a test can kill all of it
     )
     deadline = time.time() + 120
-    while time.time() < deadline and not list(tmp_path.glob(".raw.*.tmp/raw/*/images/*.png")):
+    while (count > 100 and time.time() < deadline
+           and not list(folder.glob(".raw.*.tmp/raw/*/images/*.png"))):
         time.sleep(0.05)
+    return proc
+
+
+@pytest.mark.parametrize("signum, how", [(signal.SIGTERM, "SIGTERM"), (signal.SIGINT, "Ctrl-C")])
+def test_a_stopped_stage_leaves_no_partial_output(tmp_path, signum, how):
+    """`kill` (SIGTERM) or Ctrl-C mid-write: one line, the shell's exit status, no temporary
+    beside the output, and the earlier output the stage would have replaced still there."""
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "raw" / "keep.txt").write_text("the last run's data")
+    proc = _start_download(tmp_path, 2000)  # minutes of work: it is stopped long before
     assert list(tmp_path.glob(".raw.*.tmp")), "the stage never started writing"
     proc.send_signal(signum)
     _, err = proc.communicate(timeout=60)
@@ -141,3 +151,27 @@ def test_a_stopped_stage_leaves_no_partial_output(tmp_path, signum, how):
     assert "Traceback" not in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml", "raw"]
     assert [p.name for p in (tmp_path / "raw").iterdir()] == ["keep.txt"]
+
+
+def test_the_next_run_removes_what_kill_9_left(tmp_path):
+    """SIGKILL cannot be caught: the temporary stays, and the stage's next run removes it,
+    and nothing else that looks like one (not its kind, or its writer still running)."""
+    proc = _start_download(tmp_path, 2000)
+    (leftover,) = tmp_path.glob(".raw.*.tmp")
+    os.killpg(proc.pid, signal.SIGKILL)  # the stage and its worker processes, as `kill -9 -PGID`
+    proc.communicate(timeout=60)
+    assert leftover.is_dir()
+    dead = leftover.name.split(".")[2].split("@")[0]
+    others = [
+        tmp_path / ".raw.notes.tmp",  # not a temporary's name
+        tmp_path / f".raw.{os.getpid()}@{socket.gethostname()}.abcdefgh.tmp",  # writer running
+        tmp_path / f".raw.{dead}@another-host.abcdefgh.tmp",  # a shared disk's other host
+    ]
+    for path in others:
+        path.mkdir()
+    rerun = _start_download(tmp_path, 2)
+    _, err = rerun.communicate(timeout=120)
+    assert rerun.returncode == 0, err
+    assert f"removed {leftover.name}, left by a run that was killed" in err
+    assert sorted(tmp_path.iterdir()) == sorted([*others, tmp_path / "params.yaml", tmp_path / "raw"])
+    assert len(list((tmp_path / "raw").iterdir())) == 2

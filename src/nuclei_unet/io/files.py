@@ -5,8 +5,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
+import re
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,17 +17,60 @@ from typing import Any
 
 from nuclei_unet.errors import DataError
 
+log = logging.getLogger(__name__)
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this host (another user's counts)."""
+    try:
+        os.kill(pid, 0)  # signal 0: the existence check, nothing is sent
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temporaries(dest: str | Path) -> list[Path]:
+    """Remove the temporaries that runs killed before they could clean up (``kill -9``, the
+    out-of-memory killer) left beside ``dest``; the paths removed.
+
+    Only :func:`atomic_path`'s own (``.<name>.<pid>@<host>.<random>.tmp``) of this host whose
+    process is gone: a running writer's, another host's (a shared disk) and anything else are
+    kept.
+    """
+    dest = Path(dest)
+    prefix = f".{dest.name}."
+    own = re.compile(rf"(\d+)@{re.escape(socket.gethostname())}\.[^.]+\.tmp")
+    if not dest.parent.is_dir():
+        return []
+    with os.scandir(dest.parent) as entries:
+        # the prefix test first: every atomic write lists its folder, and most names fail it
+        stale = [
+            Path(e.path) for e in entries
+            if e.name.startswith(prefix) and (match := own.fullmatch(e.name[len(prefix):]))
+            and e.is_dir(follow_symlinks=False) and not _alive(int(match[1]))
+        ]
+    for entry in stale:
+        shutil.rmtree(entry, ignore_errors=True)
+        log.info("removed %s, left by a run that was killed", entry)
+    return stale
+
 
 @contextlib.contextmanager
 def atomic_path(dest: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``dest``; on success move it onto ``dest``.
 
     Works for files and folders. On an exception the temporary is removed and ``dest`` is left
-    as it was, so an interrupted stage never leaves a half-written output.
+    as it was, so an interrupted stage never leaves a half-written output. The temporary's
+    name says whose it is, so that the next write to ``dest`` removes one that a killed run
+    left (:func:`remove_stale_temporaries`).
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
+    remove_stale_temporaries(dest)
+    owner = f"{os.getpid()}@{socket.gethostname()}"
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.{owner}.", suffix=".tmp", dir=dest.parent))
     target = tmp / dest.name
     try:
         yield target
