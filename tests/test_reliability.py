@@ -175,3 +175,21 @@ def test_the_next_run_removes_what_kill_9_left(tmp_path):
     assert f"removed {leftover.name}, left by a run that was killed" in err
     assert sorted(tmp_path.iterdir()) == sorted([*others, tmp_path / "params.yaml", tmp_path / "raw"])
     assert len(list((tmp_path / "raw").iterdir())) == 2
+
+
+def test_a_folder_is_swept_once_per_process(tmp_path, monkeypatch):
+    """N outputs written to one folder list it once for stale temporaries, not N times (a
+    user's folder of thousands of images would make that quadratic)."""
+    listed: list[Path] = []
+    real_scandir = os.scandir
+
+    def spy(path):
+        if isinstance(path, (str, os.PathLike)):  # shutil.rmtree lists by file descriptor
+            listed.append(Path(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", spy)
+    for i in range(5):
+        write_json(tmp_path / f"{i}.json", i)
+    assert [path for path in listed if path == tmp_path] == [tmp_path]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"{i}.json" for i in range(5)]

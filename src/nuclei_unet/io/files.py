@@ -31,30 +31,30 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def remove_stale_temporaries(dest: str | Path) -> list[Path]:
+def remove_stale_temporaries(folder: str | Path) -> list[Path]:
     """Remove the temporaries that runs killed before they could clean up (``kill -9``, the
-    out-of-memory killer) left beside ``dest``; the paths removed.
+    out-of-memory killer) left in ``folder``; the paths removed.
 
-    Only :func:`atomic_path`'s own (``.<name>.<pid>@<host>.<random>.tmp``) of this host whose
-    process is gone: a running writer's, another host's (a shared disk) and anything else are
-    kept.
+    Only :func:`atomic_path`'s own (folders named ``.<name>.<pid>@<host>.<random>.tmp``) of
+    this host whose process is gone: a running writer's, another host's (a shared disk) and
+    anything else are kept.
     """
-    dest = Path(dest)
-    prefix = f".{dest.name}."
-    own = re.compile(rf"(\d+)@{re.escape(socket.gethostname())}\.[^.]+\.tmp")
-    if not dest.parent.is_dir():
-        return []
-    with os.scandir(dest.parent) as entries:
-        # the prefix test first: every atomic write lists its folder, and most names fail it
+    own = re.compile(rf"\..+\.(\d+)@{re.escape(socket.gethostname())}\.[^.]+\.tmp")
+    with os.scandir(folder) as entries:
         stale = [
             Path(e.path) for e in entries
-            if e.name.startswith(prefix) and (match := own.fullmatch(e.name[len(prefix):]))
+            if e.name.endswith(".tmp") and (match := own.fullmatch(e.name))
             and e.is_dir(follow_symlinks=False) and not _alive(int(match[1]))
         ]
-    for entry in stale:
-        shutil.rmtree(entry, ignore_errors=True)
-        log.info("removed %s, left by a run that was killed", entry)
+    for path in stale:
+        shutil.rmtree(path, ignore_errors=True)
+        log.info("removed %s, left by a run that was killed", path)
     return stale
+
+
+# the folders this process has swept: once each, as a folder of N outputs would otherwise be
+# listed N times (quadratic in N for a user's folder of thousands of images)
+_swept: set[Path] = set()
 
 
 @contextlib.contextmanager
@@ -63,12 +63,15 @@ def atomic_path(dest: str | Path) -> Iterator[Path]:
 
     Works for files and folders. On an exception the temporary is removed and ``dest`` is left
     as it was, so an interrupted stage never leaves a half-written output. The temporary's
-    name says whose it is, so that the next write to ``dest`` removes one that a killed run
-    left (:func:`remove_stale_temporaries`).
+    name says whose it is, so that a later process's first write beside it removes one that a
+    killed run left (:func:`remove_stale_temporaries`).
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(dest)
+    folder = dest.parent.resolve()
+    if folder not in _swept:
+        remove_stale_temporaries(dest.parent)  # the folder as given: the log names it so
+        _swept.add(folder)
     owner = f"{os.getpid()}@{socket.gethostname()}"
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.{owner}.", suffix=".tmp", dir=dest.parent))
     target = tmp / dest.name
