@@ -106,6 +106,20 @@ def test_pixel_size_of_inputs(tmp_path):
     assert _pixel_size(tmp_path / "a.png") is None
 
 
+def test_malformed_resolution_tags_leave_the_pixels_readable(tmp_path, caplog):
+    """A resolution tag of the wrong type costs the pixel size (with a warning), not the image."""
+    path = tmp_path / "odd.tif"
+    tifffile.imwrite(path, np.full((4, 6), 200, np.uint8), resolution=(2.0, 2.0),
+                     resolutionunit="CENTIMETER")
+    rational = b"\x1a\x01\x05\x00\x01\x00\x00\x00"  # XResolution (282), RATIONAL, count 1
+    data = path.read_bytes()
+    assert data.count(rational) == 1
+    path.write_bytes(data.replace(rational, b"\x1a\x01\x04\x00\x01\x00\x00\x00"))  # LONG
+    image, size = read_image_and_pixel_size(path)
+    assert size is None and image.shape == (4, 6, 3) and (image == 200).all()
+    assert f"{path}: malformed resolution tags" in caplog.text
+
+
 def test_command_writes_the_formats_asked_for(tmp_path, tiny_model):
     tifffile.imwrite(tmp_path / "cells.tif", np.full((40, 48), 9000, np.uint16), imagej=True,
                      resolution=(1 / 0.3, 1 / 0.3), metadata={"unit": "um"})

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,8 @@ import tifffile
 
 from nuclei_unet.errors import DataError
 from nuclei_unet.io.files import atomic_path
+
+log = logging.getLogger(__name__)
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 # TIFF ResolutionUnit values: 2 inch, 3 centimetre (1 none); micrometres per unit
@@ -52,6 +55,16 @@ def _pixel_size(tif: tifffile.TiffFile) -> PixelSize | None:
     return PixelSize(per_unit / xres, per_unit / yres)
 
 
+def _recorded_pixel_size(path: str | Path, tif: tifffile.TiffFile) -> PixelSize | None:
+    """:func:`_pixel_size`, or None with a warning naming ``path`` when the resolution tags
+    are malformed: the pixels are still worth segmenting, only without a physical size."""
+    try:
+        return _pixel_size(tif)
+    except (KeyError, ValueError, TypeError) as exc:
+        log.warning("%s: malformed resolution tags (%s): the pixel size is not known", path, exc)
+        return None
+
+
 # tifffile's axis letters: C is a channel; Q (unknown) and I (image sequence) are the pages of
 # a TIFF that names no axes, as often channels as not. The rest (Z, T, ...) stack planes of
 # one channel, of which the model segments only one.
@@ -88,7 +101,8 @@ def read_tiff(path: str | Path, data: bytes, channel: int | None) -> TiffPlane:
             series = tif.series[0]
             index, sample = _plane(path, series.axes, tuple(series.shape), channel)
             page = series.pages[index]
-            return TiffPlane(_pixels(page.keyframe, page.asarray()), sample, _pixel_size(tif))
+            pixels = _pixels(page.keyframe, page.asarray())
+            return TiffPlane(pixels, sample, _recorded_pixel_size(path, tif))
     except (tifffile.TiffFileError, IndexError, ValueError, KeyError, OSError) as exc:
         raise DataError(f"{path}: cannot read the TIFF ({exc})") from exc
 
