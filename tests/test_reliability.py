@@ -113,9 +113,9 @@ def test_two_processes_with_ddp(workdir):
     assert (workdir / "ddp" / "model.pt").is_file()
 
 
-def _start_download(folder: Path, count: int) -> subprocess.Popen:
-    """The download stage writing ``count`` synthetic images to ``folder/raw``; for a large
-    ``count``, once its temporary holds an image (minutes before it would finish)."""
+def _start_download(folder: Path, count: int, until_writing: bool) -> subprocess.Popen:
+    """The download stage writing ``count`` synthetic images to ``folder/raw``, returned at
+    once or, ``until_writing``, once its temporary holds an image."""
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["download"]["synthetic"]["count"] = count
     (folder / "params.yaml").write_text(yaml.safe_dump(params))
@@ -130,7 +130,7 @@ def _start_download(folder: Path, count: int) -> subprocess.Popen:
         start_new_session=True,  # a group of its own, so that a test can kill all of it
     )
     deadline = time.time() + 120
-    while (count > 100 and time.time() < deadline
+    while (until_writing and time.time() < deadline
            and not list(folder.glob(".raw.*.tmp/raw/*/images/*.png"))):
         time.sleep(0.05)
     return proc
@@ -142,7 +142,8 @@ def test_a_stopped_stage_leaves_no_partial_output(tmp_path, signum, how):
     beside the output, and the earlier output the stage would have replaced still there."""
     (tmp_path / "raw").mkdir()
     (tmp_path / "raw" / "keep.txt").write_text("the last run's data")
-    proc = _start_download(tmp_path, 2000)  # minutes of work: it is stopped long before
+    # 2,000 images: minutes of work, stopped long before the end
+    proc = _start_download(tmp_path, 2000, until_writing=True)
     assert list(tmp_path.glob(".raw.*.tmp")), "the stage never started writing"
     proc.send_signal(signum)
     _, err = proc.communicate(timeout=60)
@@ -156,7 +157,7 @@ def test_a_stopped_stage_leaves_no_partial_output(tmp_path, signum, how):
 def test_the_next_run_removes_what_kill_9_left(tmp_path):
     """SIGKILL cannot be caught: the temporary stays, and the stage's next run removes it,
     and nothing else that looks like one (not its kind, or its writer still running)."""
-    proc = _start_download(tmp_path, 2000)
+    proc = _start_download(tmp_path, 2000, until_writing=True)
     (leftover,) = tmp_path.glob(".raw.*.tmp")
     os.killpg(proc.pid, signal.SIGKILL)  # the stage and its worker processes, as `kill -9 -PGID`
     proc.communicate(timeout=60)
@@ -169,11 +170,12 @@ def test_the_next_run_removes_what_kill_9_left(tmp_path):
     ]
     for path in others:
         path.mkdir()
-    rerun = _start_download(tmp_path, 2)
+    rerun = _start_download(tmp_path, 2, until_writing=False)
     _, err = rerun.communicate(timeout=120)
     assert rerun.returncode == 0, err
     assert f"removed {leftover.name}, left by a run that was killed" in err
-    assert sorted(tmp_path.iterdir()) == sorted([*others, tmp_path / "params.yaml", tmp_path / "raw"])
+    kept = [*others, tmp_path / "params.yaml", tmp_path / "raw"]
+    assert sorted(tmp_path.iterdir()) == sorted(kept)
     assert len(list((tmp_path / "raw").iterdir())) == 2
 
 
