@@ -18,7 +18,6 @@ from nuclei_unet.transforms.augment import (
     RGB_FROM_HED,
     AugmentedSet,
     augment,
-    is_identity,
     light,
     optical_density,
 )
@@ -74,7 +73,6 @@ ALL_OFF = AugmentParams(flip=False, rot90=False, elastic_sigma=0.0, hed=0.0)
 def test_all_off_is_identity():
     image, mask = _sample()
     params = ALL_OFF
-    assert is_identity(params)
     out_image, out_mask, _ = augment(image, mask, None, params, torch.Generator().manual_seed(0))
     assert torch.equal(out_image, image) and torch.equal(out_mask, mask)
 
@@ -148,7 +146,6 @@ def test_hed_restains_colour_images_by_one_factor_per_stain():
     image[:, :, :4] = light(density)[:, None, None]
     mask = torch.zeros(1, 8, 8)
     params = ALL_OFF.model_copy(update={"hed": 0.5})
-    assert not is_identity(params)
     factors = []
     for seed in range(20):
         out, out_mask, _ = augment(image, mask, None, params, torch.Generator().manual_seed(seed))

@@ -108,14 +108,3 @@ def load_seed(path: str | Path) -> int:
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ParamsError(f"base.seed: expected an integer, got {seed!r}")
     return seed
-
-
-def validate_all(path: str | Path) -> None:
-    """Validate every section at once (used before a run, so bad params fail before any work)."""
-    params = read_params(path)
-    unknown = sorted(set(params) - set(SECTIONS) - {"base"})
-    if unknown:
-        raise ParamsError(f"{unknown[0]}: unknown section in {path}")
-    load_seed(path)
-    for name in SECTIONS:
-        load_section(path, name)

@@ -25,7 +25,6 @@ log = logging.getLogger(__name__)
 
 # The stage1_train release of the 2018 Data Science Bowl (BBBC038v1)
 STAGE1_TRAIN_SHA256 = "6690001b43a98a8e0591ad247acf20632346b0318996c6e5e36fc50cdd25ead5"
-STAGE1_TRAIN_SIZE = 82_909_019
 BBBC038_URL = "https://data.broadinstitute.org/bbbc/BBBC038/stage1_train.zip"
 KAGGLE_COMPETITION = "data-science-bowl-2018"
 KAGGLE_FILE = "stage1_train.zip"

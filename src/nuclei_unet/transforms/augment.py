@@ -33,16 +33,6 @@ RGB_FROM_HED = torch.from_numpy(rgb_from_hed).float()
 HED_FROM_RGB = torch.from_numpy(hed_from_rgb).float()
 
 
-def is_identity(params: AugmentParams) -> bool:
-    """Whether ``params`` switch every transform off (the seed's training)."""
-    return not (params.flip or params.rot90) and all(
-        v == 0 for v in (params.elastic_sigma, params.rotate_deg, params.scale,
-                         params.gain, params.offset, params.brightness, params.contrast,
-                         params.gamma, params.color, params.hed,
-                         params.gray, params.invert, params.channel_shuffle)
-    )
-
-
 def _uniform(spread: float, generator: torch.Generator) -> float:
     """A draw from U(-spread, spread); 0 without drawing when spread is 0."""
     if spread == 0:
