@@ -1,6 +1,7 @@
 """Instances, the DSB metric, RLE, overlap-tile prediction and the nuclei-unet command."""
 
 import csv
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +10,9 @@ import torch
 from conftest import disc
 from PIL import Image
 
-from nuclei_unet.cli import _NOT_FLAGS, _flag, _parser, default_settings, main, settings
+from nuclei_unet.cli import (
+    _NOT_FLAGS, _flag, _parser, default_settings, find_images, main, settings,
+)
 from nuclei_unet.model.checkpoint import Checkpoint, Scale
 from nuclei_unet.model.unet import UNet
 from nuclei_unet.config.schema import PredictParams
@@ -199,6 +202,50 @@ def test_command_on_mixed_images(tmp_path, tiny_model):
 def test_command_without_images(tmp_path, tiny_model):
     (tmp_path / "empty").mkdir()
     assert main(["predict", str(tmp_path / "empty"), "--model", str(tiny_model), "--out", str(tmp_path / "o")]) == 1
+
+
+def test_results_never_replace_an_input(tmp_path, tiny_model, caplog):
+    """--out on the images' own folder: a.png's mask would replace the user's a_mask.png (and a
+    later run would read the results as images), so nothing is written, in one error line."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    Image.fromarray(np.zeros((32, 32), np.uint8)).save(folder / "a.png")
+    Image.fromarray(np.full((32, 32), 255, np.uint8)).save(folder / "a_mask.png")  # their truth
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    for inputs in ([folder], [folder / "a.png"]):
+        assert main(["predict", *map(str, inputs), "--model", str(tiny_model), "--out", str(folder)]) == 1
+        assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    assert f"--out {folder} holds the input {folder / 'a.png'}" in caplog.text
+    assert main(["predict", str(folder), "--model", str(tiny_model), "--out", str(tmp_path / "o")]) == 0
+    assert (tmp_path / "o" / "a_mask_mask.png").exists()  # their file is an image like the others
+
+
+@pytest.mark.parametrize("names", [("one/cells.png", "two/cells.png"), ("one/cells.png", "one/cells.tif")])
+def test_two_inputs_of_one_name_are_refused_before_any_work(tmp_path, tiny_model, caplog, names):
+    for name in names:
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        Image.fromarray(np.zeros((32, 32), np.uint8)).save(tmp_path / name)
+    args = ["predict", *(str(tmp_path / n) for n in names), "--model", str(tiny_model)]
+    assert main([*args, "--out", str(tmp_path / "out")]) == 1
+    assert not (tmp_path / "out").exists()
+    first, second = (tmp_path / n for n in names)
+    assert f"{first} and {second} would both write cells_mask.png" in caplog.text
+    caplog.clear()  # the check follows the formats asked for
+    assert main([*args, "--out", str(tmp_path / "out"), "--format", "overlay"]) == 1
+    assert f"{first} and {second} would both write cells_overlay.png" in caplog.text
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_input_given_twice_is_segmented_once(tmp_path, tiny_model, caplog):
+    """Given, listed in its folder and spelt another way: one image, not two of one name."""
+    Image.fromarray(np.zeros((32, 32), np.uint8)).save(tmp_path / "a.png")
+    Image.fromarray(np.zeros((32, 32), np.uint8)).save(tmp_path / "b.png")
+    (tmp_path / "sub").mkdir()
+    inputs = [str(tmp_path / "b.png"), str(tmp_path), str(tmp_path / "sub" / ".." / "b.png")]
+    assert find_images(inputs) == [tmp_path / "b.png", tmp_path / "a.png"]
+    with caplog.at_level(logging.INFO, logger="nuclei_unet"):
+        assert main(["predict", *inputs, "--model", str(tiny_model), "--out", str(tmp_path / "o")]) == 0
+    assert "segmented 2 of 2 images" in caplog.text
 
 
 def test_edge_instances_need_a_model_with_the_edge_class(tmp_path, tiny_model, caplog):

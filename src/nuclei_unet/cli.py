@@ -11,7 +11,9 @@ some of them. objects.csv gets one row per
 nucleus. The settings are those stored in the
 model file by the predict stage (so the command segments as the pipeline did); each flag
 overrides one. An unreadable file is reported and skipped; the others go on, and the exit
-status is 2 when any file failed.
+status is 2 when any file failed. Nothing is segmented when --out is a folder that holds an
+input (a result could replace an image, say your own cells_mask.png) or when two inputs
+share a name (cells.png and cells.tif would write the same files).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import argparse
 import importlib.util
 import logging
 import typing
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +31,7 @@ from tqdm import tqdm
 from nuclei_unet.config.load import build
 from nuclei_unet.config.schema import PredictParams
 from nuclei_unet.errors import NucleiError, ParamsError
-from nuclei_unet.export.images import FORMATS, write_formats
+from nuclei_unet.export.images import FORMATS, OBJECTS_TABLE, output_paths, write_formats
 from nuclei_unet.export.plots_page import write_page
 from nuclei_unet.infer.objects import ObjectsTable
 from nuclei_unet.infer.probs import output_maps
@@ -46,16 +48,43 @@ _NOT_FLAGS = {"full_res_splits"}
 
 
 def find_images(inputs: Sequence[str]) -> list[Path]:
-    """Files given, plus the images inside folders given (not recursive), in sorted order."""
-    found: list[Path] = []
+    """Files given, plus the images inside folders given (not recursive), in sorted order; a
+    file given twice (or given and inside a folder given) is listed once, where first met."""
+    found: dict[Path, Path] = {}
     for item in inputs:
         path = Path(item)
-        if path.is_dir():
-            found += sorted(p for p in path.iterdir()
-                            if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-        else:
-            found.append(path)
-    return found
+        listed = (sorted(p for p in path.iterdir()
+                         if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+                  if path.is_dir() else [path])
+        for file in listed:
+            found.setdefault(file.resolve(), file)
+    return list(found.values())
+
+
+def check_outputs(images: Sequence[Path], out: Path, formats: Collection[str]) -> None:
+    """Refuse, before any work, a run whose results could replace an input or one another.
+
+    Raises NucleiError when ``out`` is the folder of an input (a result such as
+    ``cells_mask.png`` could be a file the user gave, and a later run would read the results
+    as images) or when two inputs would write the same result (``cells.png`` and
+    ``cells.tif``, or two folders' ``cells.png``).
+    """
+    out_dir = out.resolve()
+    for path in images:
+        if path.parent.resolve() == out_dir:
+            raise NucleiError(
+                f"--out {out} holds the input {path}: its results could replace images there "
+                "(or be read as images by the next run); choose another --out folder"
+            )
+    owner: dict[Path, Path] = {}
+    for path in images:
+        for target in output_paths(out_dir, path.stem, formats):
+            if target in owner:
+                raise NucleiError(
+                    f"{owner[target]} and {path} would both write {target.name}: rename one, or "
+                    "segment them into different --out folders"
+                )
+            owner[target] = path
 
 
 def _flag(name: str) -> str:
@@ -172,8 +201,9 @@ def predict_command(args: argparse.Namespace) -> int:
     if not images:
         raise NucleiError(f"no images found in {' '.join(args.inputs)}")
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     formats = args.formats or list(FORMATS)
+    check_outputs(images, out, formats)
+    out.mkdir(parents=True, exist_ok=True)
     table = ObjectsTable()
     failed = []
     for path in tqdm(images, desc="segment", unit="img"):
@@ -189,7 +219,7 @@ def predict_command(args: argparse.Namespace) -> int:
         )
         write_formats(out, path.stem, image, mask, labels, formats, pixel_size)
         table.add(path.name, labels, image)
-    table.write(out / "objects.csv")
+    table.write(out / OBJECTS_TABLE)
     log.info(
         "segmented %d of %d images into %s (%d nuclei)",
         len(images) - len(failed), len(images), out, table.count,

@@ -24,6 +24,17 @@ FORMATS = {
     "rois": "_rois.zip",  # one ImageJ polygon ROI per nucleus
     "overlay": "_overlay.png",  # the image with numbered, coloured outlines
 }
+# one row per nucleus of every image segmented, beside the per-image files
+OBJECTS_TABLE = "objects.csv"
+
+
+def output_paths(out_dir: Path, stem: str, formats: Collection[str]) -> list[Path]:
+    """The files :func:`write_formats` may write for one image, in ``formats``' order.
+
+    >>> [p.name for p in output_paths(Path("out"), "cells", ["mask", "tif"])]
+    ['cells_mask.png', 'cells_labels.tif']
+    """
+    return [out_dir / f"{stem}{FORMATS[name]}" for name in formats]
 
 
 def write_formats(
@@ -40,9 +51,10 @@ def write_formats(
         save_segmentation(
             out_dir, stem, mask, labels, write_mask="mask" in formats, write_labels=png_labels
         )
+    paths = dict(zip(formats, output_paths(out_dir, stem, formats)))
     if "tif" in formats:
-        write_labels_tif(out_dir / f"{stem}{FORMATS['tif']}", labels, pixel_size)
+        write_labels_tif(paths["tif"], labels, pixel_size)
     if "rois" in formats:
-        write_rois(out_dir / f"{stem}{FORMATS['rois']}", labels)
+        write_rois(paths["rois"], labels)
     if "overlay" in formats:
-        write_png(out_dir / f"{stem}{FORMATS['overlay']}", numbered_overlay(image, labels))
+        write_png(paths["overlay"], numbered_overlay(image, labels))
