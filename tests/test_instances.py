@@ -1,6 +1,7 @@
 """Instances, the DSB metric, RLE, overlap-tile prediction and the nuclei-unet command."""
 
 import csv
+import errno
 import logging
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import torch
 from conftest import disc
 from PIL import Image
 
+from nuclei_unet import cli
 from nuclei_unet.cli import (
     _NOT_FLAGS, _flag, _parser, default_settings, find_images, main, settings,
 )
@@ -234,6 +236,21 @@ def test_two_inputs_of_one_name_are_refused_before_any_work(tmp_path, tiny_model
     assert main([*args, "--out", str(tmp_path / "out"), "--format", "overlay"]) == 1
     assert f"{first} and {second} would both write cells_overlay.png" in caplog.text
     assert not (tmp_path / "out").exists()
+
+
+def test_an_out_that_cannot_be_written_is_one_error_line(tmp_path, tiny_model, caplog, monkeypatch):
+    Image.fromarray(np.zeros((32, 32), np.uint8)).save(tmp_path / "a.png")
+    (tmp_path / "taken").write_text("a file, not a folder")
+    args = ["predict", str(tmp_path / "a.png"), "--model", str(tiny_model)]
+    assert main([*args, "--out", str(tmp_path / "taken")]) == 1
+    assert f"--out {tmp_path / 'taken'}: cannot make that folder (File exists)" in caplog.text
+
+    def full_disk(*_args, **_kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(cli, "write_formats", full_disk)
+    assert main([*args, "--out", str(tmp_path / "o")]) == 1
+    assert f"a.png: cannot write its results into {tmp_path / 'o'} (No space left on device)" in caplog.text
 
 
 def test_an_input_given_twice_is_segmented_once(tmp_path, tiny_model, caplog):
