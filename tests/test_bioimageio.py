@@ -98,6 +98,18 @@ def test_export_refuses_a_two_class_model(tmp_path):
     assert not (tmp_path / "x.zip").exists()
 
 
+def test_export_never_replaces_the_model_file_or_a_folder(tmp_path, caplog):
+    save_model(UNet((4, 8), (0.0, 0.0)), tmp_path / "model.pt", {"input_size": 32})
+    before = (tmp_path / "model.pt").read_bytes()
+    assert main(["export", str(tmp_path / "model.pt"), "--out", str(tmp_path / "." / "model.pt")]) == 1
+    assert f"--out {tmp_path / 'model.pt'} is the model file" in caplog.text
+    assert (tmp_path / "model.pt").read_bytes() == before
+    (tmp_path / "results").mkdir()
+    assert main(["export", str(tmp_path / "model.pt"), "--out", str(tmp_path / "results")]) == 1
+    assert f"{tmp_path / 'results'} is a folder: not replaced by a file" in caplog.text
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt", "results"]
+
+
 def test_a_model_file_without_an_epoch_says_so():
     from nuclei_unet.export.bioimageio import _weights_kept
 

@@ -18,7 +18,9 @@ from nuclei_unet.config.schema import PrepareParams, SplitParams, SyntheticParam
 from nuclei_unet.data.prepare import prepare_dataset
 from nuclei_unet.data.split import split_ids
 from nuclei_unet.data.synthetic import write_dataset
-from nuclei_unet.io.files import write_json
+from nuclei_unet.cli import main
+from nuclei_unet.errors import NucleiError
+from nuclei_unet.io.files import atomic_path, write_json
 from nuclei_unet.io.prepared import load_prepared
 
 BIN = Path(sys.executable).parent
@@ -195,3 +197,25 @@ def test_a_folder_is_swept_once_per_process(tmp_path, monkeypatch):
         write_json(tmp_path / f"{i}.json", i)
     assert [path for path in listed if path == tmp_path] == [tmp_path]
     assert sorted(p.name for p in tmp_path.iterdir()) == [f"{i}.json" for i in range(5)]
+
+
+def test_a_file_never_replaces_a_folder_nor_a_folder_a_file(tmp_path, caplog):
+    """`nuclei-unet plots-template --out my_folder` replaced the user's folder, and all in it,
+    by the page; now it is one error line and the folder stays. A stage's folder output still
+    replaces the folder of its name."""
+    folder = tmp_path / "my_folder"
+    folder.mkdir()
+    (folder / "thesis.txt").write_text("mine")
+    assert main(["plots-template", "--out", str(folder)]) == 1
+    assert f"{folder} is a folder: not replaced by a file" in caplog.text
+    assert [p.name for p in folder.iterdir()] == ["thesis.txt"]
+    (tmp_path / "notes.txt").write_text("mine too")
+    with pytest.raises(NucleiError, match="notes.txt is a file: not replaced by a folder"):
+        with atomic_path(tmp_path / "notes.txt") as tmp:
+            tmp.mkdir()
+    with atomic_path(folder) as tmp:  # a folder by a folder: the stages' outputs
+        tmp.mkdir()
+        (tmp / "new.txt").write_text("new")
+    assert [p.name for p in folder.iterdir()] == ["new.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["my_folder", "notes.txt"]
+    assert (tmp_path / "notes.txt").read_text() == "mine too"

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from nuclei_unet.errors import DataError
+from nuclei_unet.errors import DataError, NucleiError
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +61,13 @@ _swept: set[Path] = set()
 def atomic_path(dest: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``dest``; on success move it onto ``dest``.
 
-    Works for files and folders. On an exception the temporary is removed and ``dest`` is left
-    as it was, so an interrupted stage never leaves a half-written output. The temporary's
-    name says whose it is, so that a later process's first write beside it removes one that a
-    killed run left (:func:`remove_stale_temporaries`).
+    Works for files and folders: a folder replaces the folder of that name (a stage's output),
+    but a file never replaces a folder, nor a folder a file (say a user's folder given as the
+    name of a file to write): that is a NucleiError naming it, and ``dest`` stays. On an
+    exception the temporary is removed and ``dest`` is left as it was, so an interrupted stage
+    never leaves a half-written output. The temporary's name says whose it is, so that a later
+    process's first write beside it removes one that a killed run left
+    (:func:`remove_stale_temporaries`).
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -77,6 +80,10 @@ def atomic_path(dest: str | Path) -> Iterator[Path]:
     target = tmp / dest.name
     try:
         yield target
+        # a link is replaced itself, whatever it points to
+        if dest.exists() and not dest.is_symlink() and dest.is_dir() != target.is_dir():
+            kinds = ("a folder", "a file") if dest.is_dir() else ("a file", "a folder")
+            raise NucleiError(f"{dest} is {kinds[0]}: not replaced by {kinds[1]}; give another name")
         if dest.is_dir() and not dest.is_symlink():
             shutil.rmtree(dest)
         os.replace(target, dest)
