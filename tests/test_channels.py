@@ -162,3 +162,33 @@ def test_a_dsb_sample_whose_image_is_a_tiff(tmp_path):
     Image.fromarray(np.full((24, 32), 255, np.uint8)).save(sample / "masks" / "m.png")
     (found,) = list_samples(tmp_path)
     assert found.image.name == "s1.tif" and [m.name for m in found.masks] == ["m.png"]
+
+
+def test_float_and_32_bit_images_read_as_their_counts(tmp_path):
+    """A 32-bit float image of 12-bit counts reads as the 16-bit image of the same counts does
+    (it was read as [0, 255] and saturated), and 24-bit counts in a 32-bit file are scaled by
+    their 24 bits (they were clipped at 16)."""
+    counts = RNG.integers(0, 4096, (24, 32)).astype(np.uint16)
+    counts[0, 0] = 4095
+    tifffile.imwrite(tmp_path / "u16.tif", counts)
+    tifffile.imwrite(tmp_path / "f32.tif", counts.astype(np.float32))
+    np.testing.assert_array_equal(read_image(tmp_path / "f32.tif"), read_image(tmp_path / "u16.tif"))
+    assert 0 < read_image(tmp_path / "f32.tif").mean() < 200  # was 253: nearly all clipped
+    wide = counts.astype(np.uint32) * 4097  # 24 bits: 4095 * 4097 = 2**24 - 1
+    tifffile.imwrite(tmp_path / "u32.tif", wide)
+    np.testing.assert_array_equal(read_image(tmp_path / "u32.tif"), read_image(tmp_path / "u16.tif"))
+
+
+def test_nan_pixels_read_as_zero_with_a_warning_and_an_all_nan_image_is_refused(tmp_path, caplog):
+    image = np.full((24, 32), 0.5, np.float32)
+    image[:, :4] = np.nan  # a registered image's empty border
+    image[0, 4] = np.inf
+    tifffile.imwrite(tmp_path / "border.tif", image)
+    with caplog.at_level(logging.WARNING):
+        pixels = read_image(tmp_path / "border.tif")
+    assert f"{tmp_path / 'border.tif'}: 97 of 768 values are NaN or infinite: read as 0" in caplog.text
+    assert (pixels[:, :4] == 0).all() and pixels[0, 4].tolist() == [0, 0, 0]
+    assert (pixels[1:, 4:] == 128).all()
+    tifffile.imwrite(tmp_path / "empty.tif", np.full((24, 32), np.nan, np.float32))
+    with pytest.raises(DataError, match=r"empty.tif: no pixel has a finite value"):
+        read_image(tmp_path / "empty.tif")

@@ -2,18 +2,18 @@
 
     nuclei-unet predict IMAGE_OR_DIR... --model models/model.pt --out results/
 
-For each image (PNG, TIF or JPG; 8- or 16-bit; gray, RGB or RGBA; any size; one channel of a
-multi-channel TIFF with --channel) it writes, at the image's own size: <stem>_mask.png (uint8
-0/255), <stem>_labels.png (uint16 labels), <stem>_labels.tif (compressed TIFF, uint16 or
-uint32, with the input TIFF's pixel size), <stem>_rois.zip (one ImageJ polygon ROI per
-nucleus, named by label) and <stem>_overlay.png (numbered, coloured outlines); --format picks
-some of them. objects.csv gets one row per
-nucleus. The settings are those stored in the
-model file by the predict stage (so the command segments as the pipeline did); each flag
-overrides one. An unreadable file is reported and skipped; the others go on, and the exit
-status is 2 when any file failed. Nothing is segmented when --out is a folder that holds an
-input (a result could replace an image, say your own cells_mask.png) or when two inputs
-share a name (cells.png and cells.tif would write the same files).
+For each image (PNG, TIF or JPG; 8-, 16- or 32-bit, integer or float; gray, RGB or RGBA; any
+size; one channel of a multi-channel TIFF with --channel) it writes, at the image's own size:
+<stem>_mask.png (uint8 0/255), <stem>_labels.png (uint16 labels), <stem>_labels.tif
+(compressed TIFF, uint16 or uint32, with the input TIFF's pixel size), <stem>_rois.zip (one
+ImageJ polygon ROI per nucleus, named by label) and <stem>_overlay.png (numbered, coloured
+outlines); --format picks some of them. objects.csv gets one row per nucleus. The settings
+are those stored in the model file by the predict stage (so the command segments as the
+pipeline did); each flag overrides one. An unreadable file is reported and skipped; the
+others go on, and the exit status is 2 when any file failed. Nothing is segmented when --out
+is a folder that holds an input (a result could replace an image, say your own
+cells_mask.png) or when two inputs share a name (cells.png and cells.tif would write the
+same files).
 """
 
 from __future__ import annotations

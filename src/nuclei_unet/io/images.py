@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,6 +24,8 @@ from nuclei_unet.io.png import (
 )
 from nuclei_unet.io.tiff import TIFF_SUFFIXES, PixelSize, read_tiff
 
+log = logging.getLogger(__name__)
+
 # the files a folder of inputs is read for, PNG first (a DSB sample's image is found in this order)
 IMAGE_SUFFIXES = (".png", *TIFF_SUFFIXES, ".jpg", ".jpeg")
 
@@ -41,11 +44,22 @@ def _load(path: Path, data: bytes | None = None) -> Image.Image:
 
 
 def to_uint8(arr: np.ndarray) -> np.ndarray:
-    """Scale pixel values to uint8.
+    """Scale pixel values (any shape; bool, integer or finite float) to uint8.
 
     bool becomes 0/255; integers deeper than 8 bits are scaled by their bit depth, taken as the
-    smallest of 8..16 bits that holds the maximum (so 12-bit data in a 16-bit file is not dark);
-    floats are read as [0, 1] when their maximum is at most 1, else as [0, 255].
+    smallest number of bits, 8 or more, that holds the maximum (so 12-bit data in a 16-bit file
+    is not dark, and 20-bit counts in a 32-bit file are not clipped); floats are read as [0, 1]
+    when their maximum is at most 1, else as the integers they round to (a 32-bit float image
+    of 12-bit counts reads as the 12-bit image does). Negative values read as 0.
+
+    >>> to_uint8(np.array([0, 4095], np.uint16))
+    array([  0, 255], dtype=uint8)
+    >>> to_uint8(np.array([0, 70000, 131071], np.uint32))
+    array([  0, 136, 255], dtype=uint8)
+    >>> to_uint8(np.array([0.0, 0.5, 1.0], np.float32))
+    array([  0, 128, 255], dtype=uint8)
+    >>> to_uint8(np.array([-3.0, 1000.0, 4095.0], np.float32))
+    array([  0,  62, 255], dtype=uint8)
     """
     if arr.dtype == np.uint8:
         return arr
@@ -53,13 +67,30 @@ def to_uint8(arr: np.ndarray) -> np.ndarray:
         return arr.astype(np.uint8) * 255
     if arr.dtype.kind in "ui":
         top = int(arr.max(initial=0))
-        bits = min(max(8, top.bit_length()), 16)
-        scale = 255.0 / (2**bits - 1)
     elif arr.dtype.kind == "f":
-        scale = 255.0 if float(arr.max(initial=0.0)) <= 1.0 else 1.0
+        top = float(arr.max(initial=0.0))
+        if top <= 1.0:
+            return np.clip(np.rint(arr.astype(np.float64) * 255.0), 0, 255).astype(np.uint8)
+        top = int(np.rint(top))
     else:
         raise DataError(f"unsupported pixel type {arr.dtype}")
+    scale = 255.0 / (2 ** max(8, top.bit_length()) - 1)
     return np.clip(np.rint(arr.astype(np.float64) * scale), 0, 255).astype(np.uint8)
+
+
+def finite_pixels(arr: np.ndarray, path: Path) -> np.ndarray:
+    """``arr`` with NaN and infinite values read as 0, with a warning naming ``path`` (a
+    registered or masked float image has them at its borders); a DataError when none is finite.
+    Integer and bool arrays are returned as they are."""
+    if arr.dtype.kind != "f":
+        return arr
+    bad = ~np.isfinite(arr)
+    if not bad.any():
+        return arr
+    if bad.all():
+        raise DataError(f"{path}: no pixel has a finite value (all NaN or infinite)")
+    log.warning("%s: %d of %d values are NaN or infinite: read as 0", path, int(bad.sum()), bad.size)
+    return np.where(bad, 0, arr)
 
 
 # PIL modes that np.asarray turns into pixel values; others (palette, CMYK, ...) are converted
@@ -103,6 +134,7 @@ def read_image_and_pixel_size(
         arr = np.asarray(im)
     if sample is not None:
         arr = _sample(arr, sample, path)
+    arr = finite_pixels(arr, path)
     if arr.ndim == 2:
         arr = np.repeat(arr[:, :, None], 3, axis=2)
     elif arr.ndim == 3 and arr.shape[2] in (1, 2):
