@@ -23,7 +23,7 @@ from nuclei_unet.infer.instances import split_instances
 from nuclei_unet.infer.segment import predict_full
 from nuclei_unet.infer.tiling import blend_window, tile_origins
 from nuclei_unet.io.rle import rle_decode, rle_encode, submission_rows
-from nuclei_unet.metrics.dsb import THRESHOLDS, error_counts, image_scores, iou_matrix
+from nuclei_unet.metrics.dsb import THRESHOLDS, error_counts, image_scores, iou_matrix, match_labels
 
 SHAPE = (60, 100)
 A, B = disc(SHAPE, (30, 35), 15), disc(SHAPE, (30, 62), 15)  # touching at x ~ 48
@@ -109,13 +109,28 @@ def test_iou_without_background_pixels():
 
 
 @pytest.mark.parametrize(
-    "truth, pred, score",
-    [(np.zeros(SHAPE, int), np.zeros(SHAPE, int), 1.0),
-     (np.zeros(SHAPE, int), _labels(A), 0.0),
-     (_labels(A), np.zeros(SHAPE, int), 0.0)],
+    "truth, pred, score, precision, recall",
+    [(np.zeros(SHAPE, int), np.zeros(SHAPE, int), 1.0, 1.0, 1.0),  # nothing to find, none found
+     (np.zeros(SHAPE, int), _labels(A), 0.0, 0.0, 0.0),  # one side empty: 0, like the score
+     (_labels(A), np.zeros(SHAPE, int), 0.0, 0.0, 0.0)],
 )
-def test_dsb_empty_cases(truth, pred, score):
-    assert image_scores(truth, pred)["dsb_score"] == score
+def test_dsb_empty_cases(truth, pred, score, precision, recall):
+    s = image_scores(truth, pred)
+    assert (s["dsb_score"], s["precision_50"], s["recall_50"]) == (score, precision, recall)
+
+
+def test_an_iou_of_exactly_a_threshold_is_no_match():
+    """Kaggle's rule: a hit needs IoU above the threshold. A 4-pixel nucleus predicted as 2 of
+    its pixels has IoU 0.5: no match at 0.5; 3 of them (IoU 0.75) match up to 0.70."""
+    truth = np.zeros((3, 6), int)
+    truth[1, 1:5] = 1
+    half, three = (np.where(truth.cumsum(axis=1) <= n, truth, 0) for n in (2, 3))
+    assert iou_matrix(truth, half)[0, 0] == 0.5
+    s = image_scores(truth, half)
+    assert (s["tp_50"], s["fp_50"], s["fn_50"], s["dsb_score"]) == (0, 1, 1, 0.0)
+    assert match_labels(truth, half) == ([], [1], [1])
+    s = image_scores(truth, three)
+    assert s["dsb_score"] == pytest.approx(5 / 10)  # thresholds 0.50 ... 0.70 of the 10
 
 
 def test_rle_roundtrip_and_format():
@@ -143,6 +158,35 @@ def test_min_size_drops_small_objects():
     mask = A | disc(SHAPE, (5, 95), 2)
     assert split_instances(mask, "components").max() == 2
     assert split_instances(mask, "components", min_size=20).max() == 1
+    small = int(disc(SHAPE, (5, 95), 2).sum())  # an object of exactly min_size pixels stays
+    assert split_instances(mask, "components", min_size=small).max() == 2
+    assert split_instances(mask, "components", min_size=small + 1).max() == 1
+
+
+@pytest.mark.parametrize("half_axes", [(6, 15), (7, 20), (5, 20)])
+def test_watershed_keeps_an_elongated_nucleus_whole(half_axes):
+    """An ellipse's distance transform has a ridge of 3 to 7 peaks min_distance apart; the
+    smoothing leaves one, so the nucleus is not cut in pieces."""
+    yy, xx = np.mgrid[: SHAPE[0], : SHAPE[1]]
+    a, b = half_axes
+    mask = ((yy - 30) / a) ** 2 + ((xx - 50) / b) ** 2 <= 1
+    assert split_instances(mask, "watershed").max() == 1
+
+
+def test_a_component_without_a_seed_keeps_its_own_label():
+    """Edge instances: a blob whose body never passes the seed threshold (all edge, say a
+    thin fragment) is kept under a label of its own, not dropped and not merged."""
+    fg = (A | disc(SHAPE, (30, 88), 6)).astype(np.float32)
+    edge = np.zeros(SHAPE, np.float32)
+    edge[:, 80:] = 0.9  # the small blob is all edge: body 0.1, below 0.5
+    labels = split_instances(fg > 0.5, "edge", edge=edge, fg=fg)
+    assert labels.max() == 2
+    assert np.unique(labels[disc(SHAPE, (30, 88), 6)]).tolist() == [2]
+    # two touching nuclei whose neck has a body of exactly the threshold: not a seed, so the
+    # neck does not join their seeds
+    body = np.where(A | B, 0.5, 0.0).astype(np.float32)
+    body[disc(SHAPE, (30, 35), 10) | disc(SHAPE, (30, 62), 10)] = 0.6
+    assert split_instances(A | B, "edge", edge=np.zeros_like(body), fg=body).max() == 2
 
 
 class Constant(torch.nn.Module):

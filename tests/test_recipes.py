@@ -199,6 +199,10 @@ def test_dice_hand_computed():
     expected = 1 - (2 * inter + 1) / (sum(p) + 2 + 1)
     assert float(dice_loss(Z, T)) == pytest.approx(expected, rel=1e-6)
     assert float(bce_dice_loss(Z, T)) == pytest.approx(expected + float(bce_loss(Z, T)), rel=1e-6)
+    # a weight of 0 takes a pixel out of every sum: here nucleus pixel 1
+    w = torch.tensor([1.0, 0.0, 1.0, 1.0]).reshape(1, 1, 2, 2)
+    without = 1 - (2 * p[2] + 1) / (p[0] + p[2] + p[3] + 1 + 1)
+    assert float(dice_loss(Z, T, w)) == pytest.approx(without, rel=1e-6)
 
 
 def test_softmax_ce_hand_computed_and_equivalent_head():

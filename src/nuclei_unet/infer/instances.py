@@ -61,9 +61,7 @@ def split_instances(
     else:
         raise ValueError(f"unknown instance method {method!r}")
     if min_size > 0:
-        areas = np.bincount(labels.ravel())
-        small = areas < min_size
-        small[0] = False
+        small = np.bincount(labels.ravel()) < min_size  # the background's entry maps 0 to 0
         labels = np.where(small[labels], 0, labels)
     # labels 1..n in order of value, 0 stays 0
     return relabel_sequential(labels)[0].astype(np.int32)
