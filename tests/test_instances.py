@@ -3,6 +3,7 @@
 import csv
 import errno
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,6 @@ import torch
 from conftest import disc
 from PIL import Image
 
-from nuclei_unet import cli
 from nuclei_unet.cli import (
     _NOT_FLAGS, _flag, _parser, default_settings, find_images, main, settings,
 )
@@ -292,9 +292,11 @@ def test_an_out_that_cannot_be_written_is_one_error_line(tmp_path, tiny_model, c
     def full_disk(*_args, **_kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(cli, "write_formats", full_disk)
+    monkeypatch.setattr(os, "replace", full_disk)  # the last step of every atomic write
     assert main([*args, "--out", str(tmp_path / "o")]) == 1
-    assert f"a.png: cannot write its results into {tmp_path / 'o'} (No space left on device)" in caplog.text
+    monkeypatch.undo()
+    assert f"{tmp_path / 'o' / 'a_mask.png'}: not written (No space left on device)" in caplog.text
+    assert [p.name for p in (tmp_path / "o").iterdir()] == []  # no temporary left behind
 
 
 def test_an_input_given_twice_is_segmented_once(tmp_path, tiny_model, caplog):

@@ -219,3 +219,12 @@ def test_a_file_never_replaces_a_folder_nor_a_folder_a_file(tmp_path, caplog):
     assert [p.name for p in folder.iterdir()] == ["new.txt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["my_folder", "notes.txt"]
     assert (tmp_path / "notes.txt").read_text() == "mine too"
+
+
+def test_an_output_that_cannot_be_written_is_one_error_naming_it(tmp_path):
+    """A file where a folder of the path should be (or a full disk, a read-only folder): a
+    NucleiError naming the output, which a stage or the command shows as one line."""
+    (tmp_path / "taken").write_text("a file, not a folder")
+    with pytest.raises(NucleiError, match=r"taken/out.json: not written \(File exists: .*taken\)"):
+        write_json(tmp_path / "taken" / "out.json", {})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]

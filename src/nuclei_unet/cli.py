@@ -19,11 +19,10 @@ same files).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib.util
 import logging
 import typing
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -189,16 +188,6 @@ def checkpoint_settings(args: argparse.Namespace, checkpoint: Checkpoint) -> Pre
     return settings(args, checkpoint.predict or default_settings(checkpoint))
 
 
-@contextlib.contextmanager
-def _writing(out: Path, what: str) -> Iterator[None]:
-    """Turn an OSError while writing ``what``'s results (a full disk, a folder gone read-only)
-    into one NucleiError naming them: the run cannot go on, and the files before it stand."""
-    try:
-        yield
-    except OSError as exc:
-        raise NucleiError(f"{what}: cannot write its results into {out} ({exc.strerror or exc})") from exc
-
-
 def predict_command(args: argparse.Namespace) -> int:
     """Run ``predict``; returns the exit status (0, or 2 when some files failed)."""
     checkpoint = load_checkpoint(args.model)
@@ -231,11 +220,10 @@ def predict_command(args: argparse.Namespace) -> int:
             model, image, options, checkpoint.input_size, device, dtype, checkpoint.scale,
             path.name,
         )
-        with _writing(out, path.name):
-            write_formats(out, path.stem, image, mask, labels, formats, pixel_size)
+        # a full disk or a folder gone read-only: a NucleiError naming the file (atomic_path)
+        write_formats(out, path.stem, image, mask, labels, formats, pixel_size)
         table.add(path.name, labels, image)
-    with _writing(out, OBJECTS_TABLE):
-        table.write(out / OBJECTS_TABLE)
+    table.write(out / OBJECTS_TABLE)
     log.info(
         "segmented %d of %d images into %s (%d nuclei)",
         len(images) - len(failed), len(images), out, table.count,

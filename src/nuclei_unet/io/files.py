@@ -67,16 +67,20 @@ def atomic_path(dest: str | Path) -> Iterator[Path]:
     exception the temporary is removed and ``dest`` is left as it was, so an interrupted stage
     never leaves a half-written output. The temporary's name says whose it is, so that a later
     process's first write beside it removes one that a killed run left
-    (:func:`remove_stale_temporaries`).
+    (:func:`remove_stale_temporaries`). An OSError on the way (a full disk, a read-only folder,
+    a file where a folder of the path should be) is a NucleiError naming ``dest``.
     """
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    folder = dest.parent.resolve()
-    if folder not in _swept:
-        remove_stale_temporaries(dest.parent)  # the folder as given: the log names it so
-        _swept.add(folder)
-    owner = f"{os.getpid()}@{socket.gethostname()}"
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.{owner}.", suffix=".tmp", dir=dest.parent))
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        folder = dest.parent.resolve()
+        if folder not in _swept:
+            remove_stale_temporaries(dest.parent)  # the folder as given: the log names it so
+            _swept.add(folder)
+        owner = f"{os.getpid()}@{socket.gethostname()}"
+        tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.{owner}.", suffix=".tmp", dir=dest.parent))
+    except OSError as exc:
+        raise _not_written(dest, exc) from exc
     target = tmp / dest.name
     try:
         yield target
@@ -87,8 +91,17 @@ def atomic_path(dest: str | Path) -> Iterator[Path]:
         if dest.is_dir() and not dest.is_symlink():
             shutil.rmtree(dest)
         os.replace(target, dest)
+    except OSError as exc:
+        raise _not_written(dest, exc) from exc
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _not_written(dest: Path, exc: OSError) -> NucleiError:
+    """One line for an OSError met while writing ``dest``: its reason, and the file the system
+    named when it named one (the body may have been reading an input)."""
+    where = f": {exc.filename}" if exc.filename else ""
+    return NucleiError(f"{dest}: not written ({exc.strerror or exc}{where})")
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
