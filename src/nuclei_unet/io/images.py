@@ -48,7 +48,7 @@ def to_uint8(arr: np.ndarray) -> np.ndarray:
 
     bool becomes 0/255; integers deeper than 8 bits are scaled by their bit depth, taken as the
     smallest number of bits, 8 or more, that holds the maximum (so 12-bit data in a 16-bit file
-    is not dark, and 20-bit counts in a 32-bit file are not clipped); floats are read as [0, 1]
+    is not dark, and 24-bit counts in a 32-bit file are not clipped); floats are read as [0, 1]
     when their maximum is at most 1, else as the integers they round to (a 32-bit float image
     of 12-bit counts reads as the 12-bit image does). Negative values read as 0.
 
@@ -65,16 +65,13 @@ def to_uint8(arr: np.ndarray) -> np.ndarray:
         return arr
     if arr.dtype == bool:
         return arr.astype(np.uint8) * 255
-    if arr.dtype.kind in "ui":
-        top = int(arr.max(initial=0))
-    elif arr.dtype.kind == "f":
-        top = float(arr.max(initial=0.0))
-        if top <= 1.0:
-            return np.clip(np.rint(arr.astype(np.float64) * 255.0), 0, 255).astype(np.uint8)
-        top = int(np.rint(top))
-    else:
+    if arr.dtype.kind not in "uif":
         raise DataError(f"unsupported pixel type {arr.dtype}")
-    scale = 255.0 / (2 ** max(8, top.bit_length()) - 1)
+    top = arr.max(initial=0)
+    if arr.dtype.kind == "f" and top <= 1.0:
+        scale = 255.0
+    else:
+        scale = 255.0 / (2 ** max(8, int(np.rint(top)).bit_length()) - 1)
     return np.clip(np.rint(arr.astype(np.float64) * scale), 0, 255).astype(np.uint8)
 
 
