@@ -27,6 +27,7 @@ from nuclei_unet.evaluate.plots import (
 from nuclei_unet.io.dsb import list_samples
 from nuclei_unet.io.files import atomic_path, write_json
 from nuclei_unet.io.images import read_image, read_labels, write_png
+from nuclei_unet.io.layout import LABELS_SUFFIX, MASK_SUFFIX
 from nuclei_unet.io.predictions import Predictions
 from nuclei_unet.io.prepared import PreparedDataset, positions
 from nuclei_unet.io.tables import write_table
@@ -122,8 +123,8 @@ def full_res_scores(
     per_image = []
     for k in ids:
         true = read_labels(truth_dir / f"{k}.png")
-        pred = read_labels(pred_dir / f"{k}_labels.png")
-        mask = read_labels(pred_dir / f"{k}_mask.png") > 0
+        pred = read_labels(pred_dir / f"{k}{LABELS_SUFFIX}")
+        mask = read_labels(pred_dir / f"{k}{MASK_SUFFIX}") > 0
         scores = image_scores(true, pred)
         iou, dice = per_image_iou_dice(mask, true > 0, smooth)
         per_image.append({
@@ -152,7 +153,7 @@ def score_split(
     figures: dict[str, float] = {**summarize(pred, true, params.smooth), "images": len(ids)}
     rows = per_image_rows(split, ids, pred, true, params.smooth)
     curve = None
-    if all((full_dir / f"{k}_labels.png").is_file() for k in ids):
+    if all((full_dir / f"{k}{LABELS_SUFFIX}").is_file() for k in ids):
         kinds = image_kinds(ids, image_paths)
         per_image, summary, curve = full_res_scores(ids, truth_dir, full_dir, params.smooth, kinds)
         figures.update(summary)
@@ -212,7 +213,7 @@ def instance_panels(
     figures = {}
     for k in ids:
         true = read_labels(truth_dir / f"{k}.png")
-        pred = read_labels(full_dir / f"{k}_labels.png")
+        pred = read_labels(full_dir / f"{k}{LABELS_SUFFIX}")
         match = match_labels(true, pred)
         title = (
             f"{split} {k[:16]}: DSB score {scores[k]:.3f}\nmatched {len(match[0])} (cyan), "

@@ -11,6 +11,7 @@ import numpy as np
 from nuclei_unet.evaluate.outlines import numbered_overlay
 from nuclei_unet.infer.segment import save_segmentation
 from nuclei_unet.io.images import write_png
+from nuclei_unet.io.layout import LABELS_SUFFIX, MASK_SUFFIX
 from nuclei_unet.io.rois import write_rois
 from nuclei_unet.io.tiff import PixelSize, write_labels_tif
 
@@ -18,8 +19,8 @@ log = logging.getLogger(__name__)
 
 # name -> the file it writes, <stem> + suffix
 FORMATS = {
-    "mask": "_mask.png",  # uint8 0/255
-    "labels": "_labels.png",  # uint16 instance labels
+    "mask": MASK_SUFFIX,  # uint8 0/255 (the predict stage writes the same two)
+    "labels": LABELS_SUFFIX,  # uint16 instance labels
     "tif": "_labels.tif",  # uint16 (uint32 past 65,535 nuclei) TIFF with the pixel size
     "rois": "_rois.zip",  # one ImageJ polygon ROI per nucleus
     "overlay": "_overlay.png",  # the image with numbered, coloured outlines

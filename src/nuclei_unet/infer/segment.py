@@ -23,7 +23,7 @@ from nuclei_unet.data.prepare import box_coverage
 from nuclei_unet.infer.tiling import resize_maps, tiled_maps
 from nuclei_unet.io.dsb import Sample
 from nuclei_unet.io.images import read_image, write_png
-from nuclei_unet.io.layout import SUBMISSION_FILE
+from nuclei_unet.io.layout import LABELS_SUFFIX, MASK_SUFFIX, SUBMISSION_FILE
 from nuclei_unet.io.rle import submission_rows, write_submission
 from nuclei_unet.model.checkpoint import Scale
 from nuclei_unet.model.exposure import fit_exposure
@@ -202,9 +202,9 @@ def save_segmentation(
             f"{stem}: {int(labels.max())} nuclei do not fit a 16-bit label PNG (the TIFF holds them)"
         )
     if write_mask:
-        write_png(out_dir / f"{stem}_mask.png", mask.astype(np.uint8) * 255)
+        write_png(out_dir / f"{stem}{MASK_SUFFIX}", mask.astype(np.uint8) * 255)
     if write_labels:
-        write_png(out_dir / f"{stem}_labels.png", labels.astype(np.uint16))
+        write_png(out_dir / f"{stem}{LABELS_SUFFIX}", labels.astype(np.uint16))
 
 
 def predict_full_res(
