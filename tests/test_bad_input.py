@@ -1,6 +1,7 @@
 """Bad input: each case ends in one DataError naming the file and the problem."""
 
 import io
+import re
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ from PIL import Image
 from nuclei_unet.errors import DataError
 from nuclei_unet.io.dsb import list_samples, load_instances
 from nuclei_unet.io.files import read_bytes, read_json
+from nuclei_unet.io.images import read_image
 
 
 def _one(tmp_path):
@@ -29,8 +31,25 @@ def test_truncated_png(tmp_path):
 def test_empty_mask_file(tmp_path):
     write_sample(tmp_path, "a", np.zeros((16, 16, 3), np.uint8), [np.ones((16, 16), bool)])
     (tmp_path / "a" / "masks" / "0.png").write_bytes(b"")
-    with pytest.raises(DataError, match=r"masks/0.png: cannot decode image"):
+    with pytest.raises(DataError, match=r"masks/0.png: cannot decode image \(the file is empty\)$"):
         load_instances(_one(tmp_path))
+
+
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        ("e.png", b"", r"cannot decode image \(the file is empty\)"),
+        ("e.jpg", b"", r"cannot decode image \(the file is empty\)"),
+        ("e.tif", b"", r"cannot read the TIFF \(the file is empty\)"),
+        # PIL's own message names the in-memory buffer (<_io.BytesIO object at 0x...>)
+        ("g.png", b"GIF89a", r"cannot decode image \(not an image file: PNG, TIF or JPG expected\)"),
+    ],
+    ids=["empty-png", "empty-jpg", "empty-tif", "unknown-format"],
+)
+def test_empty_or_unknown_image_names_the_file_and_the_problem(tmp_path, name, content, message):
+    (tmp_path / name).write_bytes(content)
+    with pytest.raises(DataError, match=rf"^{re.escape(str(tmp_path / name))}: {message}$"):
+        read_image(tmp_path / name)
 
 
 def test_all_black_mask_adds_no_nucleus(tmp_path):

@@ -33,12 +33,16 @@ IMAGE_SUFFIXES = (".png", *TIFF_SUFFIXES, ".jpg", ".jpeg")
 def _load(path: Path, data: bytes | None = None) -> Image.Image:
     """Open and fully decode an image (from ``data``, its bytes, when already read); missing,
     corrupt or truncated files are DataErrors naming ``path``."""
+    if data is not None and not data:
+        raise DataError(f"{path}: cannot decode image (the file is empty)")
     try:
         im = Image.open(path if data is None else io.BytesIO(data))
         im.load()  # decodes now (truncation shows here); PIL then closes the file it opened
     except FileNotFoundError as exc:
         raise DataError(f"{path}: file not found") from exc
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except UnidentifiedImageError as exc:  # its message names the buffer, not the file
+        raise DataError(f"{path}: cannot decode image (not an image file: PNG, TIF or JPG expected)") from exc
+    except (OSError, SyntaxError, ValueError) as exc:
         raise DataError(f"{path}: cannot decode image ({exc})") from exc
     return im
 

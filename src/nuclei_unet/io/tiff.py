@@ -96,6 +96,8 @@ def read_tiff(path: str | Path, data: bytes, channel: int | None) -> TiffPlane:
     as their colours, min-is-white ones inverted. Every refusal is a DataError naming ``path``,
     its axes and its shape.
     """
+    if not data:
+        raise DataError(f"{path}: cannot read the TIFF (the file is empty)")
     try:
         with tifffile.TiffFile(io.BytesIO(data)) as tif:
             series = tif.series[0]
