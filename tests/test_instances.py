@@ -337,9 +337,11 @@ def test_flags_override_the_model_files_settings():
 
 
 @pytest.mark.parametrize("flags, message", [
-    (["--tile-overlap", "15"], "--tile-overlap: must be even"),
+    (["--tile-overlap", "15"], r"^--tile-overlap: must be even, >= 0 and smaller than tile_size, got 15$"),
+    (["--tile-size", "64", "--tile-overlap", "64"], r"^--tile-overlap: .* smaller than tile_size, got 64$"),
     (["--threshold", "1.5"], r"--threshold: must be in \(0, 1\), got 1.5"),
-    (["--scales", "1", "0"], "--scales: must be one or more factors > 0"),
+    (["--scales", "1", "0"], r"^--scales: must be one or more factors > 0, got \[1.0, 0.0\]$"),
+    (["--scales", "1", "inf"], r"^--scales\[1\]: expected a finite number, got inf$"),
 ])
 def test_bad_flags_are_named(flags, message):
     args = _parser().parse_args(["predict", "x.png", "--model", "m", "--out", "o", *flags])

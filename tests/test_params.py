@@ -51,6 +51,10 @@ def _with(tmp_path: Path, section: str, key: str, value) -> Path:
         ("download", "source", "ftp", r"download.source: 'ftp' is not one of"),
         ("download", "retries", -1, r"download.retries: must be >= 0"),
         ("predict", "threshold", 1.5, r"predict.threshold: must be in \(0, 1\)"),
+        # an infinite scale crashed the predict stage deep inside the resize
+        ("predict", "tile_scale", float("inf"), r"^predict.tile_scale: expected a finite number, got inf$"),
+        ("predict", "scales", [1.0, float("nan")], r"^predict.scales\[1\]: expected a finite number, got nan$"),
+        ("train", "lr", float("nan"), r"^train.lr: expected a finite number, got nan$"),
     ],
 )
 def test_bad_values_are_named(tmp_path, section, key, value, message):

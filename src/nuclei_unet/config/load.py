@@ -32,6 +32,7 @@ def read_params(path: str | Path) -> dict[str, Any]:
 # pydantic's error types, in the words params.yaml's users read
 _WORDS = {
     "float_type": "expected a number",
+    "finite_number": "expected a finite number",
     "int_type": "expected an integer",
     "bool_type": "expected true or false",
     "string_type": "expected a string",
@@ -87,7 +88,7 @@ def build(model: type[S], raw: Any, where: str) -> S:
         return model.model_validate(raw)
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
-        key = ".".join([where, *(str(p) for p in first["loc"])])
+        key = where + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in first["loc"])
         raise ParamsError(f"{key}: {_message(first, model)}") from None
 
 

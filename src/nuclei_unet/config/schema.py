@@ -43,9 +43,9 @@ Side = Annotated[int, AfterValidator(_multiple_of_16)]  # an image side the U-Ne
 
 
 class Section(BaseModel):
-    """Base of every section: strict types, no unknown keys, immutable."""
+    """Base of every section: strict types, finite numbers, no unknown keys, immutable."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
 
 
 class SyntheticParams(Section):
@@ -294,14 +294,15 @@ class PredictParams(Section):
     @classmethod
     def _scales_positive(cls, value: tuple[float, ...]) -> tuple[float, ...]:
         if not value or min(value) <= 0:
-            raise ValueError("must be one or more factors > 0")
+            raise ValueError(f"must be one or more factors > 0, got {list(value)}")
         return value
 
     @field_validator("tile_overlap")
     @classmethod
     def _overlap_fits(cls, value: int, info: ValidationInfo) -> int:
-        if not (0 <= value < info.data.get("tile_size", value + 1) and value % 2 == 0):
-            raise ValueError("must be even, >= 0 and smaller than tile_size")
+        size = info.data.get("tile_size", value + 1)  # absent when tile_size itself failed
+        if not (0 <= value < size and value % 2 == 0):
+            raise ValueError(f"must be even, >= 0 and smaller than tile_size, got {value}")
         return value
 
 
