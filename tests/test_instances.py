@@ -340,7 +340,9 @@ def test_flags_override_the_model_files_settings():
     (["--tile-overlap", "15"], r"^--tile-overlap: must be even, >= 0 and smaller than tile_size, got 15$"),
     (["--tile-size", "64", "--tile-overlap", "64"], r"^--tile-overlap: .* smaller than tile_size, got 64$"),
     (["--threshold", "1.5"], r"--threshold: must be in \(0, 1\), got 1.5"),
-    (["--scales", "1", "0"], r"^--scales: must be one or more factors > 0, got \[1.0, 0.0\]$"),
+    (["--scales", "1", "0"], r"^--scales: must be one or more factors in \(0, 4.0\], got \[1.0, 0.0\]$"),
+    (["--scales", "1", "100"], r"^--scales: must be one or more factors in \(0, 4.0\], got \[1.0, 100.0\]$"),
+    (["--tile-scale", "8"], r"^--tile-scale: must be in \(0, 4.0\], got 8.0$"),
     (["--scales", "1", "inf"], r"^--scales\[1\]: expected a finite number, got inf$"),
 ])
 def test_bad_flags_are_named(flags, message):
