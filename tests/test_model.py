@@ -1,5 +1,7 @@
 """The U-Net: the seed's exact parameter count, shapes, named parts, logits out."""
 
+import datetime
+import re
 import typing
 
 import pytest
@@ -58,9 +60,15 @@ def test_an_unknown_norm_is_refused(tmp_path):
 def test_bad_model_files_are_named(tmp_path):
     with pytest.raises(DataError, match=r"nope\.pt: model file not found"):
         load_checkpoint(tmp_path / "nope.pt")
+    with pytest.raises(DataError, match=rf"^{re.escape(str(tmp_path))}: a folder, not a model file$"):
+        load_checkpoint(tmp_path)
     (tmp_path / "junk.pt").write_bytes(b"not a torch file")
-    with pytest.raises(DataError, match=r"junk\.pt: cannot load model \(\w+\)"):
+    with pytest.raises(DataError, match=r"junk\.pt: cannot load model \(not a nuclei-unet model file, or a damaged one: \w+\)$"):
         load_checkpoint(tmp_path / "junk.pt")
+    # a file that needs code to load (torch.load(weights_only=False) would run it)
+    torch.save({"state_dict": {}, "when": datetime.date(2026, 1, 1)}, tmp_path / "code.pt")
+    with pytest.raises(DataError, match=r"code\.pt: cannot load model \(not a nuclei-unet model file, or a damaged one: UnpicklingError\)$"):
+        load_checkpoint(tmp_path / "code.pt")
     torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")  # someone else's checkpoint
     with pytest.raises(DataError, match=r"other\.pt: not a nuclei-unet model file"):
         load_checkpoint(tmp_path / "other.pt")

@@ -50,12 +50,18 @@ def _write(payload: dict[str, Any], path: str | Path) -> None:
 def _read(path: str | Path) -> dict[str, Any]:
     """A model file's payload (``weights_only``: no code runs); a bad file is a DataError."""
     path = Path(path)
+    if path.is_dir():
+        raise DataError(f"{path}: a folder, not a model file")
     if not path.is_file():
         raise DataError(f"{path}: model file not found")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a bad file; all mean "unreadable"
-        raise DataError(f"{path}: cannot load model ({exc.__class__.__name__})") from exc
+        # (a file of other objects than weights, which would run code to load, is one of them)
+        raise DataError(
+            f"{path}: cannot load model (not a nuclei-unet model file, or a damaged one:"
+            f" {exc.__class__.__name__})"
+        ) from exc
     if not isinstance(payload, dict) or "state_dict" not in payload:
         raise DataError(f"{path}: not a nuclei-unet model file")
     return payload
