@@ -311,6 +311,25 @@ def test_an_input_given_twice_is_segmented_once(tmp_path, tiny_model, caplog):
     assert "segmented 2 of 2 images" in caplog.text
 
 
+def test_a_folder_of_folders_is_one_error_with_a_hint(tmp_path, tiny_model, caplog):
+    """The DSB layout keeps images one level down; folders are not searched recursively."""
+    (tmp_path / "dsb" / "abc" / "images").mkdir(parents=True)
+    Image.fromarray(np.zeros((32, 32), np.uint8)).save(tmp_path / "dsb" / "abc" / "images" / "abc.png")
+    (tmp_path / "plain" / "x").mkdir(parents=True)
+    (tmp_path / "empty").mkdir()
+    hints = {
+        "dsb": f" (subfolders are not searched: give them too, e.g. {tmp_path / 'dsb' / '*' / 'images'})",
+        "plain": f" (subfolders are not searched: give them too, e.g. {tmp_path / 'plain' / '*'})",
+        "empty": "",
+    }
+    for name, hint in hints.items():
+        caplog.clear()
+        folder = str(tmp_path / name)
+        assert main(["predict", folder, "--model", str(tiny_model), "--out", str(tmp_path / "o")]) == 1
+        assert f"error: no images found in {folder}{hint}\n" in caplog.text
+    assert not (tmp_path / "o").exists()
+
+
 def test_edge_instances_need_a_model_with_the_edge_class(tmp_path, tiny_model, caplog):
     """tiny_model has one output (no edge class): --instances edge is one error line, exit 1."""
     Image.fromarray(np.zeros((32, 32), np.uint8)).save(tmp_path / "a.png")

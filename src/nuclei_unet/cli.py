@@ -61,6 +61,19 @@ def find_images(inputs: Sequence[str]) -> list[Path]:
     return list(found.values())
 
 
+def no_images_message(inputs: Sequence[str]) -> str:
+    """Why :func:`find_images` found nothing, with a hint when a folder given has subfolders
+    (a DSB-style tree keeps its images in ``<id>/images/``, which is then the hint)."""
+    for item in inputs:
+        folder = Path(item)
+        subfolders = sorted(p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+        if subfolders:
+            below = "*/images/" if (subfolders[0] / "images").is_dir() else "*/"
+            return (f"no images found in {' '.join(inputs)} (subfolders are not searched: "
+                    f"give them too, e.g. {folder / below})")
+    return f"no images found in {' '.join(inputs)}"
+
+
 def check_outputs(images: Sequence[Path], out: Path, formats: Collection[str]) -> None:
     """Refuse, before any work, a run whose results could replace an input or one another.
 
@@ -128,7 +141,9 @@ def _parser() -> argparse.ArgumentParser:
         "predict", help="segment images with a trained model",
         description=__doc__.split("\n\n", 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("inputs", nargs="+", help="image files or folders of images")
+    p.add_argument(
+        "inputs", nargs="+", help="image files or folders of images (not their subfolders)"
+    )
     p.add_argument("--model", required=True, help="model file (models/model.pt)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument(
@@ -199,7 +214,7 @@ def predict_command(args: argparse.Namespace) -> int:
     model = checkpoint.model.to(device)
     images = find_images(args.inputs)
     if not images:
-        raise NucleiError(f"no images found in {' '.join(args.inputs)}")
+        raise NucleiError(no_images_message(args.inputs))
     out = Path(args.out)
     formats = args.formats or list(FORMATS)
     check_outputs(images, out, formats)
