@@ -98,16 +98,22 @@ def test_export_refuses_a_two_class_model(tmp_path):
     assert not (tmp_path / "x.zip").exists()
 
 
-def test_export_never_replaces_the_model_file_or_a_folder(tmp_path, caplog):
+def test_export_never_replaces_the_model_file_a_folder_or_another_file(tmp_path, caplog):
     save_model(UNet((4, 8), (0.0, 0.0)), tmp_path / "model.pt", {"input_size": 32})
     before = (tmp_path / "model.pt").read_bytes()
     assert main(["export", str(tmp_path / "model.pt"), "--out", str(tmp_path / "." / "model.pt")]) == 1
-    assert f"--out {tmp_path / 'model.pt'} is the model file" in caplog.text
-    assert (tmp_path / "model.pt").read_bytes() == before
-    (tmp_path / "results").mkdir()
-    assert main(["export", str(tmp_path / "model.pt"), "--out", str(tmp_path / "results")]) == 1
-    assert f"{tmp_path / 'results'} is a folder: not replaced by a file" in caplog.text
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt", "results"]
+    assert f"--out {tmp_path / '.' / 'model.pt'}: the bioimage.io package is written to a .zip file" in caplog.text
+    (tmp_path / "model.zip").write_bytes(before)  # a model file that is named like a package
+    assert main(["export", str(tmp_path / "model.zip"), "--out", str(tmp_path / "." / "model.zip")]) == 1
+    assert f"--out {tmp_path / 'model.zip'} is the model file" in caplog.text
+    assert (tmp_path / "model.pt").read_bytes() == before == (tmp_path / "model.zip").read_bytes()
+    (tmp_path / "cells.png").write_bytes(b"mine")  # export --out cells.png zipped over the image
+    assert main(["export", str(tmp_path / "model.pt"), "--out", str(tmp_path / "cells.png")]) == 1
+    assert (tmp_path / "cells.png").read_bytes() == b"mine"
+    (tmp_path / "results.zip").mkdir()
+    assert main(["export", str(tmp_path / "model.pt"), "--out", str(tmp_path / "results.zip")]) == 1
+    assert f"{tmp_path / 'results.zip'} is a folder: not replaced by a file" in caplog.text
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cells.png", "model.pt", "model.zip", "results.zip"]
 
 
 def test_a_model_file_without_an_epoch_says_so():

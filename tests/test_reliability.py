@@ -206,8 +206,12 @@ def test_a_file_never_replaces_a_folder_nor_a_folder_a_file(tmp_path, caplog):
     folder = tmp_path / "my_folder"
     folder.mkdir()
     (folder / "thesis.txt").write_text("mine")
-    assert main(["plots-template", "--out", str(folder)]) == 1
-    assert f"{folder} is a folder: not replaced by a file" in caplog.text
+    assert main(["plots-template", "--out", str(folder)]) == 1  # refused by its name
+    assert f"--out {folder}: the page template is written to a .html or .htm file" in caplog.text
+    (tmp_path / "page.html").mkdir()  # a folder, whatever its name says
+    assert main(["plots-template", "--out", str(tmp_path / "page.html")]) == 1
+    assert f"{tmp_path / 'page.html'} is a folder: not replaced by a file" in caplog.text
+    (tmp_path / "page.html").rmdir()
     assert [p.name for p in folder.iterdir()] == ["thesis.txt"]
     (tmp_path / "notes.txt").write_text("mine too")
     with pytest.raises(NucleiError, match="notes.txt is a file: not replaced by a folder"):
@@ -219,6 +223,19 @@ def test_a_file_never_replaces_a_folder_nor_a_folder_a_file(tmp_path, caplog):
     assert [p.name for p in folder.iterdir()] == ["new.txt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["my_folder", "notes.txt"]
     assert (tmp_path / "notes.txt").read_text() == "mine too"
+
+
+def test_an_output_named_as_another_kind_of_file_is_refused(tmp_path, caplog):
+    """`plots-template --out cells.png` wrote the page over the user's image; an output file
+    must be named for what it holds (export's `.zip`, tested in test_bioimageio.py)."""
+    image = tmp_path / "cells.png"
+    image.write_bytes(b"\x89PNG mine")
+    assert main(["plots-template", "--out", str(image)]) == 1
+    assert (f"error: --out {image}: the page template is written to a .html or .htm file; "
+            "give such a name") in caplog.text
+    assert image.read_bytes() == b"\x89PNG mine"
+    assert main(["plots-template", "--out", str(tmp_path / "Page.HTM")]) == 0
+    assert "vega" in (tmp_path / "Page.HTM").read_text()
 
 
 def test_an_output_that_cannot_be_written_is_one_error_naming_it(tmp_path):

@@ -25,7 +25,7 @@ from nuclei_unet.config.schema import SyntheticParams
 from nuclei_unet.data.kinds import FLUORESCENCE
 from nuclei_unet.data.synthetic import generate_image
 from nuclei_unet.errors import NucleiError
-from nuclei_unet.io.files import atomic_path
+from nuclei_unet.io.files import atomic_path, require_suffix
 from nuclei_unet.model.checkpoint import architecture, load_network, normalize_rule
 from nuclei_unet.model.preprocess import DIVIDE_BY, PERCENTILES, to_input
 from nuclei_unet.model.unet import UNet
@@ -274,8 +274,8 @@ def describe(model_path: str | Path, folder: Path, image: np.ndarray | None = No
 
 def export_bioimageio(model_path: str | Path, out: str | Path) -> Path:
     """Write the bioimage.io package (a zip) of the model file ``model_path`` to ``out``,
-    atomically; ``out`` may not be the model file itself."""
-    out = Path(out)
+    atomically; ``out`` must end in ``.zip`` and may not be the model file itself."""
+    out = require_suffix(out, (".zip",), "the bioimage.io package")
     if out.resolve() == Path(model_path).resolve():
         raise NucleiError(f"--out {out} is the model file: the package would replace it; "
                           "give the package another name")

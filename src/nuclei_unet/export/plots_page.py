@@ -11,7 +11,7 @@ from pathlib import Path
 
 import vl_convert
 
-from nuclei_unet.io.files import atomic_path
+from nuclei_unet.io.files import atomic_path, require_suffix
 
 # DVC fills {refresh_tag} and {plot_divs}; {scripts}, its CDN tags, is left out on purpose
 PAGE = """<!DOCTYPE html>
@@ -45,7 +45,8 @@ def page() -> str:
 
 
 def write_page(path: str | Path) -> Path:
-    """Write the template to ``path``, atomically; returns the path."""
+    """Write the template to ``path`` (an ``.html`` file), atomically; returns the path."""
+    path = require_suffix(path, (".html", ".htm"), "the page template")
     with atomic_path(path) as tmp:
         tmp.write_text(page(), encoding="utf-8")
     return Path(path)

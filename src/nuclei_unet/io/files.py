@@ -104,6 +104,18 @@ def _not_written(dest: Path, exc: OSError) -> NucleiError:
     return NucleiError(f"{dest}: not written ({exc.strerror or exc}{where})")
 
 
+def require_suffix(path: str | Path, suffixes: tuple[str, ...], what: str) -> Path:
+    """``path`` as a Path when its name ends in one of ``suffixes`` (any case); else a
+    NucleiError, before any work: a name of another kind is likely a user's own file (``--out
+    cells.png`` for a zip would replace their image)."""
+    path = Path(path)
+    if path.suffix.lower() not in suffixes:
+        raise NucleiError(
+            f"--out {path}: {what} is written to a {' or '.join(suffixes)} file; give such a name"
+        )
+    return path
+
+
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     """Hex sha256 of a file, read in chunks."""
     digest = hashlib.sha256()
