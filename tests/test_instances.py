@@ -266,6 +266,18 @@ def test_results_never_replace_an_input(tmp_path, tiny_model, caplog):
     assert (tmp_path / "o" / "a_mask_mask.png").exists()  # their file is an image like the others
 
 
+@pytest.mark.parametrize("cwd, inputs, out", [
+    ("", ["in"], "in"), ("", ["in/a.png"], "./in/"), ("in", ["."], "."), ("in", ["a.png"], "../in"),
+])
+def test_results_never_replace_an_input_named_relatively(tmp_path, tiny_model, monkeypatch, cwd, inputs, out):
+    """The same folder spelt as users type it, relative to where they stand: still refused."""
+    (tmp_path / "in").mkdir()
+    Image.fromarray(np.zeros((32, 32), np.uint8)).save(tmp_path / "in" / "a.png")
+    monkeypatch.chdir(tmp_path / cwd)
+    assert main(["predict", *inputs, "--model", str(tiny_model), "--out", out]) == 1
+    assert [p.name for p in (tmp_path / "in").iterdir()] == ["a.png"]
+
+
 @pytest.mark.parametrize("names", [("one/cells.png", "two/cells.png"), ("one/cells.png", "one/cells.tif")])
 def test_two_inputs_of_one_name_are_refused_before_any_work(tmp_path, tiny_model, caplog, names):
     for name in names:
@@ -309,6 +321,16 @@ def test_an_input_given_twice_is_segmented_once(tmp_path, tiny_model, caplog):
     with caplog.at_level(logging.INFO, logger="nuclei_unet"):
         assert main(["predict", *inputs, "--model", str(tiny_model), "--out", str(tmp_path / "o")]) == 0
     assert "segmented 2 of 2 images" in caplog.text
+
+
+def test_a_folder_lists_its_images_by_suffix_in_any_case(tmp_path):
+    """Microscopes write CELLS.TIF as often as cells.tif; a note and a folder named like an
+    image are not images."""
+    for name in ["B.PNG", "c.Tif", "a.jpeg"]:
+        Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / name)
+    (tmp_path / "notes.txt").write_text("not an image")
+    (tmp_path / "d.png").mkdir()
+    assert find_images([str(tmp_path)]) == [tmp_path / n for n in ["B.PNG", "a.jpeg", "c.Tif"]]
 
 
 def test_a_folder_of_folders_is_one_error_with_a_hint(tmp_path, tiny_model, caplog):
