@@ -19,6 +19,7 @@ from nuclei_unet.model.exposure import (
     intensity_stats,
     ranges_from_dict,
     ranges_to_dict,
+    signal_to_noise,
 )
 from nuclei_unet.model.unet import UNet
 from nuclei_unet.train.loop import train
@@ -109,6 +110,56 @@ def test_a_dim_stained_image_is_scaled_and_nothing_subtracted(caplog):
     assert fit_exposure(dim, {"fluorescence": FLUO}) is dim  # no range for its kind
 
 
+def _noise(mean: float, shape=(128, 160), seed=0) -> np.ndarray:
+    """An empty field's camera noise, gray in 3 channels: Poisson counts of ``mean``."""
+    rng = np.random.default_rng(seed)
+    return np.repeat(rng.poisson(mean, (*shape, 1)).astype(np.uint8), 3, axis=2)
+
+
+@pytest.mark.parametrize("mean", [0.5, 1.0, 4.0])
+def test_an_empty_field_is_not_scaled_into_nuclei(mean, caplog):
+    """Its top (4 to 11) is dimmer than any training image's, but scaling it would only scale
+    its noise: it is left as it is, and the log says why. Two dim nuclei in the same noise are
+    scaled, as are the same field's hot pixels' no longer counted as structure."""
+    empty = _noise(mean)
+    assert signal_to_noise(empty) < 7  # noise alone: about 6
+    with caplog.at_level("INFO", logger="nuclei_unet.model.exposure"):
+        assert fit_exposure(empty, TRAINED, "well_b7.tif") is empty
+    assert "well_b7.tif: fluorescence image's top at" in caplog.text
+    assert "nothing in it stands out of its noise" in caplog.text and "scaled x" not in caplog.text
+    hot = empty.copy()
+    hot[[10, 60, 110], [15, 75, 135]] = 255  # 3 hot pixels: no structure, yet 16 up in 3 blocks
+    assert fit_exposure(hot, TRAINED) is hot
+    cells = empty.copy()
+    cells[20:40, 20:40] += np.uint8(6)
+    cells[80:100, 100:120] += np.uint8(6)
+    assert signal_to_noise(cells) > 12
+    assert intensity_stats(fit_exposure(cells, TRAINED))[0] == pytest.approx(FLUO.top_median, abs=2)
+
+
+def test_an_empty_field_on_a_raised_background_is_only_lowered(caplog):
+    raised = _noise(2.0) + np.uint8(50)  # background 52 > 20: minus 47; top still under 30
+    with caplog.at_level("INFO", logger="nuclei_unet.model.exposure"):
+        fitted = fit_exposure(raised, TRAINED)
+    assert np.array_equal(fitted, raised - np.uint8(47))
+    assert "47 subtracted" in caplog.text and "not scaled" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("image", "expected"),
+    [
+        (np.zeros((5, 5, 3), np.uint8), 0.0),  # flat: no structure
+        (np.zeros((1, 1, 3), np.uint8), 0.0),  # one pixel: no neighbours either
+    ],
+)
+def test_signal_to_noise_at_its_limits(image, expected):
+    assert signal_to_noise(image) == expected
+    # sharp nuclei and no noise: their edges are the noise. Blocks span 4 to 20 (16); 272 of
+    # the 2 x 95 x 96 = 18,240 neighbour steps are +-16 (68 round each disc of radius 8), so a
+    # pixel's noise is sqrt(272 x 16^2 / 18,240 / 2) = 1.38 and a block mean's a quarter of it
+    assert signal_to_noise(_nuclei(4, 20)) == pytest.approx(16 / (np.sqrt(272 * 16**2 / 18240 / 2) / 4))
+
+
 def test_a_batch_is_copied_only_when_an_image_changes():
     typical, dim = _nuclei(5, 100), _nuclei(4, 20)
     batch = np.stack([typical, typical])
@@ -144,6 +195,18 @@ def test_prediction_fits_a_dim_image_into_the_trained_range(exposure, found, cap
         )
     assert labels.max() == found
     assert ("dim.png: fluorescence image's top at 44" in caplog.text) == (exposure == "fit")
+
+
+def test_prediction_finds_no_nuclei_in_an_empty_field():
+    """Scaled to the median top (x220 / 7), its noise would cross the 'network's threshold in
+    hundreds of places."""
+    options = PredictParams(
+        mode="tile", tile_scale=1.0, tile_size=32, tile_overlap=8, tta=False,
+        instances="components", exposure="fit", min_size=0,
+    )
+    scale = Scale(intensity={"fluorescence": IntensityRange(150.0, 220.0, 20.0, 5.0)})
+    _, labels = segment(Threshold(), _noise(2.0)[:64, :64], options, 32, torch.device("cpu"), scale=scale)
+    assert labels.max() == 0
 
 
 def test_the_model_file_records_the_training_exposures(tmp_path):

@@ -26,6 +26,12 @@ import numpy as np
 from nuclei_unet.data.kinds import FLUORESCENCE, KINDS, image_kind
 
 TOP_PERCENTILE = 99.9
+# how far a dim image's structure must stand out of its pixel noise to be scaled up: camera
+# noise alone spans about 6 (:func:`signal_to_noise`), stage1_train's 670 images 95 or more
+# and 18 or more at a twentieth of their exposure; an empty field scaled up became hundreds
+# of nuclei of noise
+SIGNAL_MARGIN = 12.0
+_BLOCK = 4  # side of the blocks whose means carry the structure (a nucleus spans several)
 log = logging.getLogger(__name__)
 
 
@@ -41,6 +47,45 @@ def intensity_stats(image: np.ndarray) -> tuple[float, float]:
     gray = image.mean(axis=2, dtype=np.float32)
     top, background = np.percentile(gray, [TOP_PERCENTILE, 50.0])
     return float(top), float(background)
+
+
+def signal_to_noise(image: np.ndarray) -> float:
+    """``(H, W, C) uint8`` -> how far its structure stands out of its pixel noise: the spread of
+    its gray values' 4x4 block means (0.1st to 99.9th percentile) in units of the noise of a
+    block mean, estimated from neighbouring pixels' differences (their standard deviation over
+    sqrt 2 is a pixel's; a mean of 16 has a quarter of it), with the pixels above the 99.9th
+    percentile (hot pixels) first brought down to it. 0 for a flat image.
+
+    Noise alone spans about 6 units (3.1 either side, whatever the image's size), nuclei far
+    more, even dim ones:
+
+    >>> rng = np.random.default_rng(0)
+    >>> empty = rng.poisson(2.0, (256, 256, 1)).astype(np.uint8)  # an empty field's camera noise
+    >>> round(signal_to_noise(empty))
+    6
+    >>> cells = empty.copy()
+    >>> cells[40:60, 40:60] += 5; cells[150:170, 100:120] += 5  # two nuclei 5 levels above it
+    >>> signal_to_noise(cells) > SIGNAL_MARGIN
+    True
+    >>> signal_to_noise(np.zeros((5, 5, 3), np.uint8))
+    0.0
+    """
+    gray = image.mean(axis=2, dtype=np.float32)
+    # hot pixels (under 0.1 %) clipped to the top, as they are no structure
+    np.minimum(gray, np.percentile(gray, TOP_PERCENTILE), out=gray)
+    block = min(_BLOCK, *gray.shape)
+    h, w = (gray.shape[0] // block) * block, (gray.shape[1] // block) * block
+    means = gray[:h, :w].reshape(h // block, block, w // block, block).mean(axis=(1, 3))
+    low, high = np.percentile(means, [100.0 - TOP_PERCENTILE, TOP_PERCENTILE])
+    spread = float(high - low)
+    steps = [np.diff(gray, axis=a).ravel() for a in (0, 1)]
+    count = sum(d.size for d in steps)
+    if spread == 0.0 or count == 0:
+        return 0.0
+    mean = sum(d.sum(dtype=np.float64) for d in steps) / count
+    var = sum(np.square(d - mean).sum(dtype=np.float64) for d in steps) / count
+    noise = float(np.sqrt(var / 2.0)) / block
+    return spread / max(noise, 1e-9)  # the floor: a perfect ramp's steps are all equal
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,8 +162,9 @@ def fit_exposure(image: np.ndarray, trained: Ranges, name: str = "image") -> np.
     A fluorescence image whose background is brighter than any training image's first has
     the excess over the median background subtracted. An image of either kind whose top is
     then dimmer than any training image's of its kind is scaled so that its top is their
-    median top. Any other image, and any image of a kind with no range, is returned unchanged
-    (the same array).
+    median top, unless nothing in it stands out of its noise (:func:`signal_to_noise` under
+    ``SIGNAL_MARGIN``: an empty field, whose noise would be scaled into nuclei). Any other
+    image, and any image of a kind with no range, is returned unchanged (the same array).
 
     >>> trained = {"fluorescence": IntensityRange(top_min=30.0, top_median=100.0,
     ...                                           background_max=40.0, background_median=5.0)}
@@ -148,8 +194,15 @@ def fit_exposure(image: np.ndarray, trained: Ranges, name: str = "image") -> np.
         )
         x -= np.float32(background - limits.background_median)
         top, _ = intensity_stats(np.clip(x, 0, 255))
-    if top < limits.top_min:
-        # a black image has no top to scale: it stays black
+    if top < limits.top_min and (snr := signal_to_noise(image)) < SIGNAL_MARGIN:
+        log.info(
+            "%s: %s image's top at %.0f, dimmer than any training image's (%.0f), but nothing "
+            "in it stands out of its noise (%.1f noise units, %.0f needed): not scaled",
+            name, kind, top, limits.top_min, snr, SIGNAL_MARGIN,
+        )
+        if not raised:
+            return image
+    elif top < limits.top_min:
         gain = limits.top_median / max(top, 1.0)
         log.info(
             "%s: %s image's top at %.0f, dimmer than any training image's (%.0f): scaled x%.2f",
