@@ -225,6 +225,31 @@ def test_a_file_never_replaces_a_folder_nor_a_folder_a_file(tmp_path, caplog):
     assert (tmp_path / "notes.txt").read_text() == "mine too"
 
 
+@pytest.mark.parametrize("writes", ["file", "folder"])
+@pytest.mark.parametrize("points_to", ["file", "folder"])
+def test_a_link_is_replaced_itself_never_what_it_points_to(tmp_path, writes, points_to):
+    """DVC's symlink cache links outputs to its cache files, and users link a big output folder
+    to another disk: a write replaces the link, never writes through it nor deletes its target
+    (which would corrupt the cache or lose the other disk's data)."""
+    kept = tmp_path / "kept"
+    if points_to == "folder":
+        kept.mkdir()
+        (kept / "old.txt").write_text("theirs")
+    else:
+        kept.write_text("theirs")
+    link = tmp_path / "out"
+    link.symlink_to(kept, target_is_directory=points_to == "folder")
+    with atomic_path(link) as tmp:
+        if writes == "folder":
+            tmp.mkdir()
+            (tmp / "new.txt").write_text("ours")
+        else:
+            tmp.write_text("ours")
+    assert not link.is_symlink()
+    assert (link / "new.txt" if writes == "folder" else link).read_text() == "ours"
+    assert (kept / "old.txt" if points_to == "folder" else kept).read_text() == "theirs"
+
+
 def test_an_output_named_as_another_kind_of_file_is_refused(tmp_path, caplog):
     """`plots-template --out cells.png` wrote the page over the user's image; an output file
     must be named for what it holds (export's `.zip`, tested in test_bioimageio.py)."""

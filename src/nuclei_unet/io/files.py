@@ -63,7 +63,8 @@ def atomic_path(dest: str | Path) -> Iterator[Path]:
 
     Works for files and folders: a folder replaces the folder of that name (a stage's output),
     but a file never replaces a folder, nor a folder a file (say a user's folder given as the
-    name of a file to write): that is a NucleiError naming it, and ``dest`` stays. On an
+    name of a file to write): that is a NucleiError naming it, and ``dest`` stays. A link at
+    ``dest`` is replaced itself, by a file or a folder, never what it points to. On an
     exception the temporary is removed and ``dest`` is left as it was, so an interrupted stage
     never leaves a half-written output. The temporary's name says whose it is, so that a later
     process's first write beside it removes one that a killed run left
@@ -84,11 +85,15 @@ def atomic_path(dest: str | Path) -> Iterator[Path]:
     target = tmp / dest.name
     try:
         yield target
-        # a link is replaced itself, whatever it points to
-        if dest.exists() and not dest.is_symlink() and dest.is_dir() != target.is_dir():
+        # a link is replaced itself, whatever it points to (DVC's symlink cache: writing
+        # through it would change the cache)
+        if dest.is_symlink():
+            if target.is_dir():
+                dest.unlink()  # rename(2) puts a folder over a folder only
+        elif dest.exists() and dest.is_dir() != target.is_dir():
             kinds = ("a folder", "a file") if dest.is_dir() else ("a file", "a folder")
             raise NucleiError(f"{dest} is {kinds[0]}: not replaced by {kinds[1]}; give another name")
-        if dest.is_dir() and not dest.is_symlink():
+        elif dest.is_dir():
             shutil.rmtree(dest)
         os.replace(target, dest)
     except OSError as exc:
