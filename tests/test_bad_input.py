@@ -1,6 +1,7 @@
 """Bad input: each case ends in one DataError naming the file and the problem."""
 
 import io
+import os
 import re
 
 import numpy as np
@@ -99,6 +100,24 @@ def test_json_files_missing_or_malformed(tmp_path):
     (tmp_path / "split.json").write_text('{"train": ["a",]}')
     with pytest.raises(DataError, match=r"split\.json: not valid JSON \(Expecting value at line 1\)"):
         read_json(tmp_path / "split.json")
+
+
+def test_short_reads_are_read_on_and_a_file_that_shrank_ends(tmp_path, monkeypatch):
+    """POSIX lets read(2) return less than asked (network file systems do): the rest is asked
+    for. A file that shrank after its size was taken gives what it has (the decoder then
+    says it is truncated), not an endless loop."""
+    data = bytes(range(256)) * 4
+    (tmp_path / "m.png").write_bytes(data)
+    real_read, real_fstat = os.read, os.fstat
+    monkeypatch.setattr(os, "read", lambda fd, n: real_read(fd, min(n, 100)))
+    assert read_bytes(tmp_path / "m.png") == data  # in 11 reads of at most 100 bytes
+
+    def grown(fd):  # the size taken before the file lost its last 24 bytes
+        st = real_fstat(fd)
+        return os.stat_result((*st[:6], st.st_size + 24, *st[7:]))
+
+    monkeypatch.setattr(os, "fstat", grown)
+    assert read_bytes(tmp_path / "m.png") == data
 
 
 def test_a_folder_where_a_file_should_be(tmp_path):
