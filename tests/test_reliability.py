@@ -20,7 +20,7 @@ from nuclei_unet.data.split import split_ids
 from nuclei_unet.data.synthetic import write_dataset
 from nuclei_unet.cli import main
 from nuclei_unet.errors import NucleiError
-from nuclei_unet.io.files import atomic_path, write_json
+from nuclei_unet.io.files import _alive, atomic_path, remove_stale_temporaries, write_json
 from nuclei_unet.io.prepared import load_prepared
 
 BIN = Path(sys.executable).parent
@@ -179,6 +179,21 @@ def test_the_next_run_removes_what_kill_9_left(tmp_path):
     kept = [*others, tmp_path / "params.yaml", tmp_path / "raw"]
     assert sorted(tmp_path.iterdir()) == sorted(kept)
     assert len(list((tmp_path / "raw").iterdir())) == 2
+
+
+def test_another_users_running_writer_keeps_its_temporary(tmp_path, monkeypatch):
+    """On a shared machine the signal check on another user's process is refused
+    (PermissionError): that process exists, so its temporary is not stale."""
+    theirs = tmp_path / f".raw.4242@{socket.gethostname()}.abcdefgh.tmp"
+    theirs.mkdir()
+
+    def refused(pid, sig):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "kill", refused)
+    assert remove_stale_temporaries(tmp_path) == [] and theirs.is_dir()
+    monkeypatch.undo()
+    assert _alive(os.getpid()) and not _alive(2**22 + 1)  # above Linux's largest pid
 
 
 def test_a_folder_is_swept_once_per_process(tmp_path, monkeypatch):
