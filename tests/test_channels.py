@@ -48,6 +48,31 @@ def test_several_channels_are_refused_unless_one_is_picked(tmp_path):
         read_image(path, 2)
 
 
+@pytest.mark.parametrize("planarconfig", ["contig", "separate"])
+@pytest.mark.parametrize("n", [2, 4])
+def test_gray_samples_of_one_page_are_channels(tmp_path, planarconfig, n):
+    """Stains stored as the samples of one gray page (not as pages) were read as colour: the
+    first three mixed into one gray image, the fourth dropped, without a word."""
+    stains = np.concatenate([CYX, CYX[:1] + 500])[:n]  # n planes told apart by their values
+    data = stains if planarconfig == "separate" else np.moveaxis(stains, 0, -1)
+    path = tmp_path / "stains.tif"
+    tifffile.imwrite(path, data, photometric="minisblack", planarconfig=planarconfig)
+    message = (rf"stains\.tif: {n} channels \({n} gray samples of one page, shape 24x32x{n}\); "
+               rf".* --channel \(0 to {n - 1}\)")
+    with pytest.raises(DataError, match=message):
+        read_image(path)
+    for channel in range(n):
+        np.testing.assert_array_equal(read_image(path, channel), _gray(stains[channel]))
+    with pytest.raises(DataError, match=rf"stains\.tif: no channel {n}: it has {n} \("):
+        read_image(path, n)
+
+
+def test_gray_and_alpha_is_one_channel(tmp_path):
+    gray_alpha = np.stack([CYX[1], np.full_like(CYX[1], 65535)], axis=-1)
+    tifffile.imwrite(tmp_path / "ga.tif", gray_alpha, photometric="minisblack", extrasamples=["unassalpha"])
+    np.testing.assert_array_equal(read_image(tmp_path / "ga.tif"), _gray(CYX[1]))
+
+
 @pytest.mark.parametrize("axes, shape", [("ZYX", (5, 24, 32)), ("TYX", (2, 24, 32)),
                                          ("ZCYX", (4, 2, 24, 32))])
 @pytest.mark.parametrize("channel", [None, 0])

@@ -91,7 +91,8 @@ def read_tiff(path: str | Path, data: bytes, channel: int | None) -> TiffPlane:
     The plane is found from the first series' axes (size-1 axes dropped). One plane (``YX``,
     or ``YXS`` in colour) is read whole; ``channel`` then picks a sample of a colour plane.
     Several channels (``CYX``, or pages without axis names) need ``channel``, the 0-based
-    index of the nuclear stain: guessing would segment the wrong stain without a word. Stacks
+    index of the nuclear stain: guessing would segment the wrong stain without a word; so do
+    the samples of a gray page but its alpha (``YXS`` of two or four stains). Stacks
     (``Z``, ``T``, ...) are refused: the model segments one 2-D plane. Palette images come back
     as their colours, min-is-white ones inverted. Every refusal is a DataError naming ``path``,
     its axes and its shape.
@@ -104,6 +105,10 @@ def read_tiff(path: str | Path, data: bytes, channel: int | None) -> TiffPlane:
             index, sample = _plane(path, series.axes, tuple(series.shape), channel)
             page = series.pages[index]
             pixels = _pixels(page.keyframe, page.asarray())
+            n = _gray_samples(page.keyframe)
+            if n > 1 and (channel is None or sample is not None):  # not spent on a page
+                described = f"{n} gray samples of one page, shape {'x'.join(map(str, pixels.shape))}"
+                pixels, sample = pixels[:, :, _pick(path, n, channel, described)], None
             return TiffPlane(pixels, sample, _recorded_pixel_size(path, tif))
     except (tifffile.TiffFileError, IndexError, ValueError, KeyError, OSError) as exc:
         raise DataError(f"{path}: cannot read the TIFF ({exc})") from exc
@@ -123,6 +128,12 @@ def _plane(
     if not planes:
         return 0, channel
     (n,) = planes.values()
+    # tifffile's series keep one page per plane of the YX(S) axes
+    return _pick(path, n, channel, described), None
+
+
+def _pick(path: str | Path, n: int, channel: int | None, described: str) -> int:
+    """``channel`` of the ``n`` channels of ``path``, or a DataError naming them."""
     if channel is None:
         raise DataError(
             f"{path}: {n} channels ({described}); pick the nuclear stain's with "
@@ -130,7 +141,16 @@ def _plane(
         )
     if channel >= n:
         raise DataError(f"{path}: no channel {channel}: it has {n} ({described})")
-    return channel, None  # tifffile's series keep one page per plane of the YX(S) axes
+    return channel
+
+
+def _gray_samples(key: tifffile.TiffPage) -> int:
+    """How many channels a page's samples hold: a gray page's samples but its alpha are each
+    a channel of their own (two or four stains in one page); colour samples are one image."""
+    if key.photometric not in (tifffile.PHOTOMETRIC.MINISBLACK, tifffile.PHOTOMETRIC.MINISWHITE):
+        return 1
+    alpha = (tifffile.EXTRASAMPLE.ASSOCALPHA, tifffile.EXTRASAMPLE.UNASSALPHA)
+    return key.samplesperpixel - sum(extra in alpha for extra in key.extrasamples)
 
 
 def _pixels(key: tifffile.TiffPage, arr: np.ndarray) -> np.ndarray:
