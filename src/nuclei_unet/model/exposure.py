@@ -26,10 +26,10 @@ import numpy as np
 from nuclei_unet.data.kinds import FLUORESCENCE, KINDS, image_kind
 
 TOP_PERCENTILE = 99.9
-# how far a dim image's structure must stand out of its pixel noise to be scaled up: camera
-# noise alone spans about 6 (:func:`signal_to_noise`), stage1_train's 670 images 95 or more
-# and 18 or more at a twentieth of their exposure; an empty field scaled up became hundreds
-# of nuclei of noise
+# how far an image's structure must stand out of its pixel noise to be fitted: camera noise
+# alone spans about 6 (:func:`signal_to_noise`), stage1_train's 670 images 95 or more and 18
+# or more at a twentieth of their exposure; an empty field fitted became hundreds of nuclei
+# of noise
 SIGNAL_MARGIN = 12.0
 _BLOCK = 4  # side of the blocks whose means carry the structure (a nucleus spans several)
 log = logging.getLogger(__name__)
@@ -162,9 +162,10 @@ def fit_exposure(image: np.ndarray, trained: Ranges, name: str = "image") -> np.
     A fluorescence image whose background is brighter than any training image's first has
     the excess over the median background subtracted. An image of either kind whose top is
     then dimmer than any training image's of its kind is scaled so that its top is their
-    median top, unless nothing in it stands out of its noise (:func:`signal_to_noise` under
-    ``SIGNAL_MARGIN``: an empty field, whose noise would be scaled into nuclei). Any other
-    image, and any image of a kind with no range, is returned unchanged (the same array).
+    median top. Either is done only when something in the image stands out of its noise
+    (:func:`signal_to_noise` at least ``SIGNAL_MARGIN``): an empty field's noise, lowered onto
+    a dark background or scaled up, would become nuclei. Any other image, and any image of a
+    kind with no range, is returned unchanged (the same array).
 
     >>> trained = {"fluorescence": IntensityRange(top_min=30.0, top_median=100.0,
     ...                                           background_max=40.0, background_median=5.0)}
@@ -186,6 +187,13 @@ def fit_exposure(image: np.ndarray, trained: Ranges, name: str = "image") -> np.
     raised = kind == FLUORESCENCE and background > limits.background_max
     if not raised and top >= limits.top_min:
         return image
+    if (snr := signal_to_noise(image)) < SIGNAL_MARGIN:
+        log.info(
+            "%s: %s image outside the trained range (top %.0f, background %.0f), but nothing in "
+            "it stands out of its noise (%.1f noise units, %.0f needed): left as it is",
+            name, kind, top, background, snr, SIGNAL_MARGIN,
+        )
+        return image
     x = image.astype(np.float32)
     if raised:
         log.info(
@@ -194,15 +202,7 @@ def fit_exposure(image: np.ndarray, trained: Ranges, name: str = "image") -> np.
         )
         x -= np.float32(background - limits.background_median)
         top, _ = intensity_stats(np.clip(x, 0, 255))
-    if top < limits.top_min and (snr := signal_to_noise(image)) < SIGNAL_MARGIN:
-        log.info(
-            "%s: %s image's top at %.0f, dimmer than any training image's (%.0f), but nothing "
-            "in it stands out of its noise (%.1f noise units, %.0f needed): not scaled",
-            name, kind, top, limits.top_min, snr, SIGNAL_MARGIN,
-        )
-        if not raised:
-            return image
-    elif top < limits.top_min:
+    if top < limits.top_min:
         gain = limits.top_median / max(top, 1.0)
         log.info(
             "%s: %s image's top at %.0f, dimmer than any training image's (%.0f): scaled x%.2f",
