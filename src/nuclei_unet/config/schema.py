@@ -248,10 +248,10 @@ class PredictParams(Section):
     tta: bool = Field(True, description="average the 8 flips/rotations of each image")
     exposure: Literal["keep", "fit"] = Field(
         "fit", description="fit: an image dimmer than any of its kind the model trained on "
-        "(99.9th percentile) is scaled to their median, unless nothing in it stands out of its "
-        "noise (an empty field); a fluorescence image on a brighter background (median) has "
-        "the excess subtracted first; images in the trained range stay as they are. keep: "
-        "every image as it is (the previous rule)"
+        "(99.9th percentile) is scaled to their median, a fluorescence image on a brighter "
+        "background (median) has the excess subtracted first; images in the trained range, "
+        "and images in which nothing stands out of their noise (an empty field), stay as they "
+        "are. keep: every image as it is (the previous rule)"
     )
     mode: Literal["resize", "tile", "scaled"] = Field(
         "scaled", description="resize: predict at the training size and resize back; "
