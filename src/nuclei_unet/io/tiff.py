@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import logging
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -107,22 +108,27 @@ def read_tiff(path: str | Path, data: bytes, channel: int | None) -> TiffPlane:
             pixels = _pixels(page.keyframe, page.asarray())
             n = _gray_samples(page.keyframe)
             if n > 1 and (channel is None or sample is not None):  # not spent on a page
-                described = f"{n} gray samples of one page, shape {'x'.join(map(str, pixels.shape))}"
+                described = f"{n} gray samples of one page, shape {_dims(pixels.shape)}"
                 pixels, sample = pixels[:, :, _pick(path, n, channel, described)], None
             return TiffPlane(pixels, sample, _recorded_pixel_size(path, tif))
     except (tifffile.TiffFileError, IndexError, ValueError, KeyError, OSError) as exc:
         raise DataError(f"{path}: cannot read the TIFF ({exc})") from exc
 
 
+def _dims(sizes: Iterable[int]) -> str:
+    """Sizes as a user reads them: ``(2, 3, 4)`` -> ``'2x3x4'``."""
+    return "x".join(str(n) for n in sizes)
+
+
 def _plane(
     path: str | Path, axes: str, shape: tuple[int, ...], channel: int | None
 ) -> tuple[int, int | None]:
     """:func:`read_tiff`'s choice: the index of the plane's page in its series, and the sample."""
-    described = f"axes {axes}, shape {'x'.join(map(str, shape))}"
+    described = f"axes {axes}, shape {_dims(shape)}"
     planes = {axis: n for axis, n in zip(axes, shape) if axis not in _PLANE_AXES and n > 1}
     if len(planes) > 1 or any(axis not in _CHANNEL_AXES for axis in planes):
         raise DataError(
-            f"{path}: a stack of {'x'.join(str(n) for n in planes.values())} planes ({described});"
+            f"{path}: a stack of {_dims(planes.values())} planes ({described});"
             " the model segments one 2-D image: save the plane to segment as its own file"
         )
     if not planes:
