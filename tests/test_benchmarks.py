@@ -446,3 +446,20 @@ def test_stained_specialist_names_params_that_do_not_fit_the_model(tiny_dsb, tmp
     monkeypatch.setattr(sys, "argv", [*argv, "--epochs", "0"])
     with pytest.raises(SystemExit, match=r"model1\.pt: 1 output channel\(s\), but train\.loss bce_dice"):
         stained_specialist.main()
+
+
+def test_memory_lattice_and_one_case(tiny_model):
+    from predict_memory import lattice, one_case
+
+    image = lattice(16, 2)
+    # 2 x 2 squares of 8 px, a 3x3-px disc (squared distance under 4) centred in each
+    assert image.shape == (16, 16, 3) and image.dtype == np.uint8
+    assert np.array_equal(image[..., 0], image[..., 2])
+    bright = image[..., 0] >= 150
+    assert bright.sum() == 4 * 9 and bright[3:6, 3:6].all() and not bright[2, 4]
+    assert image[~bright].max() < 20
+    row = one_case(str(tiny_model), 64, 4)
+    # the untrained model finds what it finds; the bookkeeping is what is checked
+    assert row["lattice_nuclei"] == 16 and row["side"] == 64 and row["radius"] == 4
+    assert row["peak_mb"] >= row["before_mb"] and row["segment_mb"] >= 0
+    assert abs(row["segment_mb"] - (row["peak_mb"] - row["before_mb"])) <= 1  # each rounded

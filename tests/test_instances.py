@@ -21,6 +21,7 @@ from nuclei_unet.config.schema import PredictParams
 from nuclei_unet.errors import ParamsError
 from nuclei_unet.infer.instances import split_instances
 from nuclei_unet.infer.segment import predict_full
+import nuclei_unet.infer.tiling
 from nuclei_unet.infer.tiling import blend_window, tile_origins
 from nuclei_unet.io.rle import rle_decode, rle_encode, submission_rows
 from nuclei_unet.metrics.dsb import THRESHOLDS, error_counts, image_scores, iou_matrix, match_labels
@@ -199,17 +200,40 @@ class Pointwise(torch.nn.Module):
         return (x.mean(1, keepdim=True) - 0.5) * 8
 
 
-@pytest.mark.parametrize("shape", [(150, 170), (40, 30), (128, 128)])
-def test_tiling_is_seamless(shape):
+@pytest.mark.parametrize("shape,batch_size", [
+    ((150, 170), 32), ((150, 170), 5), ((150, 170), 1), ((40, 30), 32), ((128, 128), 32),
+])
+def test_tiling_is_seamless(shape, batch_size):
+    # 150 x 170: 16 tiles, so batches of 5 (5, 5, 5, 1) and of 1 blend the same maps as one of 32
     rng = np.random.default_rng(1)
     image = (rng.random((*shape, 3)) * 255).astype(np.uint8)
-    options = PredictParams(mode="tile", tile_size=64, tile_overlap=16, tile_scale=1.0, tta=False)
+    options = PredictParams(
+        mode="tile", tile_size=64, tile_overlap=16, tile_scale=1.0, tta=False, batch_size=batch_size
+    )
     const = predict_full(Constant(), image, options, 32, torch.device("cpu"), torch.float32)[0][0]
     assert const.shape == shape
     np.testing.assert_allclose(const, 1 / (1 + np.exp(-0.7)), atol=1e-6)
     tiled = predict_full(Pointwise(), image, options, 32, torch.device("cpu"), torch.float32)[0][0]
     direct = torch.sigmoid((torch.from_numpy(image).float() / 255).mean(2).sub(0.5).mul(8)).numpy()
     np.testing.assert_allclose(tiled, direct, atol=1e-5)
+
+
+def test_tiles_go_through_the_network_a_batch_at_a_time(monkeypatch):
+    # the whole image's tiles are never held at once: each call sees at most a batch of them
+    seen: list[int] = []
+    real = nuclei_unet.infer.tiling.predict_maps
+
+    def counting(model, tiles, *args, **kwargs):
+        seen.append(len(tiles))
+        return real(model, tiles, *args, **kwargs)
+
+    monkeypatch.setattr(nuclei_unet.infer.tiling, "predict_maps", counting)
+    image = np.zeros((150, 170, 3), np.uint8)
+    options = PredictParams(
+        mode="tile", tile_size=64, tile_overlap=16, tile_scale=1.0, tta=False, batch_size=5
+    )
+    predict_full(Constant(), image, options, 32, torch.device("cpu"), torch.float32)
+    assert seen == [5, 5, 5, 1]  # 16 tiles (4 x 4)
 
 
 def test_tile_geometry():

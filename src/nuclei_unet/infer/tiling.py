@@ -9,7 +9,7 @@ from torch import nn
 
 from nuclei_unet.config.schema import PredictParams
 from nuclei_unet.data.native import rescale_image
-from nuclei_unet.infer.probs import predict_maps
+from nuclei_unet.infer.probs import output_maps, predict_maps
 
 
 def resize_float(array: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -44,7 +44,9 @@ def tiled_maps(
 
     The rescaled image is mirrored at its borders by half the overlap (the paper's
     overlap-tile), cut into overlapping tiles, and the tiles' maps are blended with
-    :func:`blend_window`.
+    :func:`blend_window`. Tiles go through the network ``options.batch_size`` at a time and
+    are blended as they come, so memory grows with the image (about 18 bytes per rescaled
+    pixel for an edge model), not with its tiles' maps (which overlap, about 3x that).
     """
     scaled = rescale_image(image, scale)
     sh, sw = scaled.shape[:2]
@@ -54,18 +56,25 @@ def tiled_maps(
     padded = np.pad(
         scaled, ((margin, margin + pad_h), (margin, margin + pad_w), (0, 0)), mode="symmetric"
     )
+    del scaled
     stride = tile - options.tile_overlap
-    ys = tile_origins(padded.shape[0], tile, stride)
-    xs = tile_origins(padded.shape[1], tile, stride)
-    tiles = np.stack([padded[y : y + tile, x : x + tile] for y in ys for x in xs])
-    maps = predict_maps(model, tiles, options.batch_size, device, dtype, False, tta)
+    origins = [
+        (y, x)
+        for y in tile_origins(padded.shape[0], tile, stride)
+        for x in tile_origins(padded.shape[1], tile, stride)
+    ]
     window = blend_window(tile, options.tile_overlap)
-    acc = np.zeros((maps.shape[1], *padded.shape[:2]), np.float32)
+    acc = np.zeros((output_maps(model), *padded.shape[:2]), np.float32)
     weight = np.zeros(padded.shape[:2], np.float32)
-    for (y, x), m in zip(((y, x) for y in ys for x in xs), maps):
-        acc[:, y : y + tile, x : x + tile] += m * window
-        weight[y : y + tile, x : x + tile] += window
-    return (acc / weight)[:, margin : margin + sh, margin : margin + sw]
+    for start in range(0, len(origins), options.batch_size):
+        batch = origins[start : start + options.batch_size]
+        tiles = np.stack([padded[y : y + tile, x : x + tile] for y, x in batch])
+        maps = predict_maps(model, tiles, options.batch_size, device, dtype, False, tta)
+        for (y, x), m in zip(batch, maps):
+            acc[:, y : y + tile, x : x + tile] += m * window
+            weight[y : y + tile, x : x + tile] += window
+    acc /= weight
+    return acc[:, margin : margin + sh, margin : margin + sw]
 
 
 def resize_maps(maps: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
