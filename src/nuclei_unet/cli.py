@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from nuclei_unet.config.load import build
 from nuclei_unet.config.schema import PredictParams
-from nuclei_unet.errors import NucleiError, ParamsError
+from nuclei_unet.errors import NucleiError, ParamsError, TooLargeError
 from nuclei_unet.export.images import FORMATS, OBJECTS_TABLE, output_paths, write_formats
 from nuclei_unet.export.plots_page import write_page
 from nuclei_unet.infer.objects import ObjectsTable
@@ -231,10 +231,15 @@ def predict_command(args: argparse.Namespace) -> int:
             log.error("skipped: %s", exc)
             failed.append(path)
             continue
-        mask, labels = segment(
-            model, image, options, checkpoint.input_size, device, dtype, checkpoint.scale,
-            path.name,
-        )
+        try:
+            mask, labels = segment(
+                model, image, options, checkpoint.input_size, device, dtype, checkpoint.scale,
+                path.name,
+            )
+        except TooLargeError as exc:  # this image only: the next may fit
+            log.error("skipped: %s: %s", path, exc)
+            failed.append(path)
+            continue
         # a full disk or a folder gone read-only: a NucleiError naming the file (atomic_path)
         write_formats(out, path.stem, image, mask, labels, formats, pixel_size)
         table.add(path.name, labels, image)
@@ -244,7 +249,10 @@ def predict_command(args: argparse.Namespace) -> int:
         len(images) - len(failed), len(images), out, table.count,
     )
     if failed:
-        log.error("%d file(s) could not be read: %s", len(failed), ", ".join(map(str, failed)))
+        log.error(
+            "%d file(s) could not be read or segmented: %s",
+            len(failed), ", ".join(map(str, failed)),
+        )
         return 2
     return 0
 

@@ -11,3 +11,7 @@ class ParamsError(NucleiError):
 
 class DataError(NucleiError):
     """An input file or folder is missing, unreadable or not in the expected layout."""
+
+
+class TooLargeError(DataError):
+    """An image would need more memory to segment than the machine has available."""

@@ -54,13 +54,22 @@ def scale_for(diameter_px: float | None, target: float | None) -> float:
     return float(np.clip(target / diameter_px, MIN_SCALE, MAX_SCALE))
 
 
+def rescaled_shape(shape: tuple[int, ...], scale: float) -> tuple[int, int]:
+    """The ``(h, w)`` of an image of ``shape`` rescaled by ``scale``: rounded, at least 1 px.
+
+    >>> rescaled_shape((100, 30, 3), 0.25), rescaled_shape((2, 2), 0.1)
+    ((25, 8), (1, 1))
+    """
+    return max(1, round(shape[0] * scale)), max(1, round(shape[1] * scale))
+
+
 def rescale_image(image: np.ndarray, scale: float) -> np.ndarray:
-    """``(H, W, C) uint8`` rescaled by ``scale`` (PIL bilinear, which averages when shrinking);
-    the size is rounded and at least 1 px."""
+    """``(H, W, C) uint8`` rescaled by ``scale`` to :func:`rescaled_shape` (PIL bilinear,
+    which averages when shrinking)."""
     if scale == 1.0:
         return image
-    h, w = image.shape[:2]
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    h, w = rescaled_shape(image.shape, scale)
+    size = (w, h)
     channels = [
         np.asarray(Image.fromarray(image[..., c]).resize(size, Image.Resampling.BILINEAR))
         for c in range(image.shape[2])

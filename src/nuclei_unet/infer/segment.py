@@ -18,6 +18,7 @@ from nuclei_unet.config.schema import PredictParams
 from nuclei_unet.data.native import MAX_SCALE, median_diameter, scale_for
 from nuclei_unet.errors import DataError
 from nuclei_unet.infer.instances import split_instances
+from nuclei_unet.infer.memory import LABELLING_BYTES, require_memory
 from nuclei_unet.infer.probs import predict_maps
 from nuclei_unet.data.prepare import box_coverage
 from nuclei_unet.infer.tiling import resize_maps, tiled_maps
@@ -60,6 +61,7 @@ def label_nuclei(
     edge = maps[1] if len(maps) > 1 else None
     if options.instances == "edge" and edge is None:
         raise DataError("predict.instances 'edge' needs a model trained with train.edge: true")
+    require_memory(maps.shape[1:], LABELLING_BYTES, "splitting the nuclei")
     labels = split_instances(
         maps[0] > options.threshold if mask is None else mask, options.instances,
         kept_min_size(options.min_size, diameter, factor), options.min_distance,

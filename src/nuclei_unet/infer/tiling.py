@@ -8,7 +8,8 @@ from PIL import Image
 from torch import nn
 
 from nuclei_unet.config.schema import PredictParams
-from nuclei_unet.data.native import rescale_image
+from nuclei_unet.data.native import rescale_image, rescaled_shape
+from nuclei_unet.infer.memory import TILING_BYTES, require_memory
 from nuclei_unet.infer.probs import output_maps, predict_maps
 
 
@@ -46,8 +47,12 @@ def tiled_maps(
     overlap-tile), cut into overlapping tiles, and the tiles' maps are blended with
     :func:`blend_window`. Tiles go through the network ``options.batch_size`` at a time and
     are blended as they come, so memory grows with the image (about 18 bytes per rescaled
-    pixel for an edge model), not with its tiles' maps (which overlap, about 3x that).
+    pixel for an edge model), not with its tiles' maps (which overlap, about 3x that). An image
+    whose rescaled size would not fit in the available memory is refused first
+    (:func:`..memory.require_memory`, a TooLargeError).
     """
+    shape = rescaled_shape(image.shape, scale)
+    require_memory(shape, TILING_BYTES, f"overlap-tiling at {scale:.2f}x")
     scaled = rescale_image(image, scale)
     sh, sw = scaled.shape[:2]
     tile, margin = options.tile_size, options.tile_overlap // 2
