@@ -68,3 +68,17 @@ def test_the_command_skips_an_image_too_large_and_segments_the_others(
     assert not list((tmp_path / "out").glob("big*"))
     assert f"skipped: {folder / 'big.png'}: splitting the nuclei (200x300 px) needs about 2.2 MB" in caplog.text
     assert "1 file(s) could not be read or segmented" in caplog.text
+
+
+def test_the_predict_stage_stops_naming_the_image_too_large(tmp_path: Path, monkeypatch):
+    from nuclei_unet.infer.segment import predict_full_res
+    from nuclei_unet.io.dsb import Sample
+
+    image = tmp_path / "big.png"
+    Image.fromarray(np.zeros((200, 300), np.uint8)).save(image)
+    monkeypatch.setattr(nuclei_unet.infer.memory, "available_bytes", lambda: 1000)
+    options = PredictParams(mode="resize", instances="components", tta=False)
+    with pytest.raises(TooLargeError, match=rf"^{image}: splitting the nuclei \(200x300 px\) needs about"):
+        predict_full_res(torch.nn.Conv2d(3, 1, 1), [Sample("big", image, ())], options, 32,
+                         tmp_path / "out", torch.device("cpu"))
+    assert not list((tmp_path / "out").glob("big*"))

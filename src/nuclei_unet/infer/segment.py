@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from nuclei_unet.config.schema import PredictParams
 from nuclei_unet.data.native import MAX_SCALE, median_diameter, scale_for
-from nuclei_unet.errors import DataError
+from nuclei_unet.errors import DataError, TooLargeError
 from nuclei_unet.infer.instances import split_instances
 from nuclei_unet.infer.memory import LABELLING_BYTES, require_memory
 from nuclei_unet.infer.probs import predict_maps
@@ -230,9 +230,13 @@ def predict_full_res(
     rows: list[tuple[str, str]] = []
     small: dict[str, np.ndarray] = {}
     for sample in tqdm(samples, desc=f"full resolution ({options.mode})", unit="img"):
-        mask, labels = segment(
-            model, read_image(sample.image), options, input_size, device, dtype, scale, sample.id
-        )
+        try:
+            mask, labels = segment(
+                model, read_image(sample.image), options, input_size, device, dtype, scale,
+                sample.id,
+            )
+        except TooLargeError as exc:  # the stage needs every image: stop, naming this one
+            raise TooLargeError(f"{sample.image}: {exc}") from None
         save_segmentation(out_dir, sample.id, mask, labels)
         rows += submission_rows(sample.id, labels)
         if small_size is not None:

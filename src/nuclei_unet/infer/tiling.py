@@ -46,8 +46,8 @@ def tiled_maps(
     The rescaled image is mirrored at its borders by half the overlap (the paper's
     overlap-tile), cut into overlapping tiles, and the tiles' maps are blended with
     :func:`blend_window`. Tiles go through the network ``options.batch_size`` at a time and
-    are blended as they come, so memory grows with the image (about 18 bytes per rescaled
-    pixel for an edge model), not with its tiles' maps (which overlap, about 3x that). An image
+    are blended as they come, so memory grows with the image (about 21 bytes per rescaled
+    pixel for an edge model, measured), not with its tiles' maps (which overlap, about 3x that). An image
     whose rescaled size would not fit in the available memory is refused first
     (:func:`..memory.require_memory`, a TooLargeError).
     """
