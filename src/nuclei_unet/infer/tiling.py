@@ -51,10 +51,9 @@ def tiled_maps(
     whose rescaled size would not fit in the available memory is refused first
     (:func:`..memory.require_memory`, a TooLargeError).
     """
-    shape = rescaled_shape(image.shape, scale)
-    require_memory(shape, TILING_BYTES, f"overlap-tiling at {scale:.2f}x")
+    sh, sw = rescaled_shape(image.shape, scale)  # rescale_image's own rule
+    require_memory((sh, sw), TILING_BYTES, f"overlap-tiling at {scale:.2f}x")
     scaled = rescale_image(image, scale)
-    sh, sw = scaled.shape[:2]
     tile, margin = options.tile_size, options.tile_overlap // 2
     # mirror so border pixels see context, and so the padded image holds at least one tile
     pad_h, pad_w = max(tile - sh - 2 * margin, 0), max(tile - sw - 2 * margin, 0)
